@@ -1,0 +1,3 @@
+from lmms_textdom.cli import main
+
+main()

@@ -1,0 +1,41 @@
+"""Shared builders: tiny real-class models and their inputs, made offline in-process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lmms_textdom.tiny import build_llama, build_llava
+
+
+def random_image(seed: int, size: int = 30) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8"))
+
+
+def llava_prompt(processor, question: str) -> str:
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_llava():
+    return build_llava(num_layers=4)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return build_llama(num_layers=6, num_heads=8, num_kv_heads=2, hidden_size=64)
+
+
+@pytest.fixture()
+def llava_batch(tiny_llava):
+    """A left-padded batch of two prompts of different lengths, one image each."""
+    model, processor = tiny_llava
+    processor.tokenizer.padding_side = "left"
+    texts = [
+        llava_prompt(processor, "what is shown in the image ?"),
+        llava_prompt(processor, "answer with the option letter from the given choices directly . a b c d"),
+    ]
+    return processor(text=texts, images=[random_image(1), random_image(2)], return_tensors="pt", padding=True)

@@ -1,0 +1,157 @@
+"""The attention probe against transformers' own eager attention on the same tiny models."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.probe import AttentionProbe, ProbeError, install, output_lengths, text_attention_implementation
+from tests.oracle import eager_class_masses
+
+NEW_TOKENS = 6
+
+
+def probe_generate(model, inputs, classes, **kwargs):
+    with AttentionProbe(model, classes) as probe:
+        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, **kwargs)
+    return out, probe
+
+
+def assert_matches_eager(model, inputs, classes, pad_token_id):
+    out, probe = probe_generate(model, inputs, classes)
+    prompt_len = inputs["input_ids"].shape[1]
+    lengths = output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, pad_token_id)
+    stats = probe.stats(lengths)
+    sequences, expected = eager_class_masses(model, inputs, classes.ids, len(classes.names), lengths, NEW_TOKENS)
+    assert torch.equal(sequences, out), "eager and probed generation chose different tokens"
+    for s, ref in zip(stats, expected):
+        got = np.column_stack([s.mass, s.generated])
+        np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    return stats, lengths
+
+
+def test_llava_single_prompt_matches_eager(tiny_llava, llava_batch):
+    model, processor = tiny_llava
+    one = {k: v[1:] for k, v in llava_batch.items() if k != "pixel_values"} | {"pixel_values": llava_batch["pixel_values"][1:]}
+    classes = classify_tokens(one["input_ids"], {"image": model.config.image_token_id}, one["attention_mask"])
+    stats, lengths = assert_matches_eager(model, one, classes, processor.tokenizer.pad_token_id)
+    assert stats[0].counts[1] == 25 and stats[0].rows == lengths[0] > 0
+    # Every output row carries one unit of mass per head, spread over prompt and generated tokens.
+    totals = stats[0].mass.sum(1) + stats[0].generated
+    np.testing.assert_allclose(totals, stats[0].rows * stats[0].heads, rtol=1e-5)
+
+
+def test_llava_left_padded_batch_matches_eager(tiny_llava, llava_batch):
+    model, processor = tiny_llava
+    assert (llava_batch["attention_mask"][0] == 0).any(), "fixture must contain left padding"
+    classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
+    stats, _ = assert_matches_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id)
+    pad = int((llava_batch["attention_mask"][0] == 0).sum())
+    assert stats[0].counts[0] + stats[0].counts[1] == llava_batch["input_ids"].shape[1] - pad
+
+
+def test_gqa_language_model_matches_eager(tiny_llama):
+    model, tok = tiny_llama
+    assert model.config.num_key_value_heads < model.config.num_attention_heads
+    tok.padding_side = "left"
+    inputs = tok(["the cat sat on the mat", "answer with the option letter from the given choices"], return_tensors="pt", padding=True)
+    # Pretend positions 2..4 of each prompt are "image" tokens, to exercise a non-text class.
+    ids = torch.where(inputs["attention_mask"] == 0, -1, 0)
+    ids[:, 2:5] = torch.where(inputs["attention_mask"][:, 2:5] == 1, 1, -1)
+    classes = PositionClasses(("text", "image"), ids)
+    assert_matches_eager(model, inputs, classes, tok.pad_token_id)
+
+
+def test_probe_wrapping_eager_matches_too(tiny_llava, llava_batch):
+    model, processor = tiny_llava
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
+    out, probe = probe_generate(eager, llava_batch, classes)
+    _, ref = probe_generate(model, llava_batch, classes)
+    for a, b in zip(probe.stats(), ref.stats()):
+        np.testing.assert_allclose(a.mass, b.mass, atol=1e-5)
+    assert text_attention_implementation(eager) == "eager"
+
+
+def test_tokens_identical_with_and_without_probe(tiny_llava, llava_batch):
+    model, _ = tiny_llava
+    plain = model.generate(**llava_batch, max_new_tokens=NEW_TOKENS, do_sample=False)
+    classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
+    probed, _ = probe_generate(model, llava_batch, classes)
+    assert torch.equal(plain, probed)
+    assert model.config.text_config._attn_implementation == "sdpa", "the probe must restore the implementation"
+    assert model.config.vision_config._attn_implementation == "sdpa"
+
+
+def test_vision_tower_is_not_probed(tiny_llava, llava_batch):
+    model, _ = tiny_llava
+    classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
+    _, probe = probe_generate(model, llava_batch, classes)
+    assert probe.steps == NEW_TOKENS
+    assert probe.stats()[0].num_layers == model.config.text_config.num_hidden_layers
+
+
+def test_bf16_model_accumulates_in_float32(tiny_llama):
+    model, tok = tiny_llama
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    inputs = tok(["the cat sat on the mat"], return_tensors="pt")
+    classes = PositionClasses(("text", "image"), torch.tensor([[0, 0, 1, 1, 1, 0]]))
+    _, probe = probe_generate(half, inputs, classes)
+    (s,) = probe.stats()
+    assert s.mass.dtype == np.float64
+    np.testing.assert_allclose(s.mass.sum(1) + s.generated, s.rows * s.heads, rtol=1e-5)
+
+
+def test_class_map_of_wrong_length_is_rejected(tiny_llava, llava_batch):
+    model, _ = tiny_llava
+    ids = torch.zeros(2, llava_batch["input_ids"].shape[1] - 3, dtype=torch.long)
+    with pytest.raises(ProbeError, match=r"class map covers \d+ positions but the language model's prompt has \d+"):
+        probe_generate(model, llava_batch, PositionClasses(("text", "image"), ids))
+
+
+def test_class_map_of_wrong_batch_is_rejected(tiny_llava, llava_batch):
+    model, _ = tiny_llava
+    ids = torch.zeros(1, llava_batch["input_ids"].shape[1], dtype=torch.long)
+    with pytest.raises(ProbeError, match="class map has 1 sequences but the model runs 2"):
+        probe_generate(model, llava_batch, PositionClasses(("text", "image"), ids))
+
+
+def test_unknown_class_is_rejected():
+    with pytest.raises(ValueError, match="unknown position class 'imagez'"):
+        classify_tokens(torch.tensor([[1, 2, 3]]), {"imagez": 3})
+    with pytest.raises(ValueError, match=r"class ids must lie in \[-1, 1\]"):
+        PositionClasses(("text", "image"), torch.tensor([[0, 2]]))
+
+
+def test_layers_that_bypass_the_probe_are_named(tiny_llama):
+    model, tok = tiny_llama
+    broken = copy.deepcopy(model)
+    install(broken)
+    # Give layer 1 its own config that still says plain sdpa: its attention skips the probe.
+    attn = broken.model.layers[1].self_attn
+    attn.config = copy.deepcopy(attn.config)
+    attn.config._attn_implementation = "sdpa"
+    inputs = tok(["the cat sat on the mat"], return_tensors="pt")
+    classes = PositionClasses(("text", "image"), torch.tensor([[0, 0, 1, 1, 1, 0]]))
+    _, probe = probe_generate(broken, inputs, classes)
+    with pytest.raises(ProbeError, match=r"layers \[1\] never passed through the probe"):
+        probe.stats()
+
+
+def test_unsupported_attention_implementation_is_named(tiny_llama):
+    model, _ = tiny_llama
+    other = copy.deepcopy(model)
+    other.config._attn_implementation_internal = "flex_attention"
+    with pytest.raises(ProbeError, match="load it with attn_implementation='sdpa'"):
+        install(other)
+
+
+def test_output_lengths():
+    generated = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9], [5, 0, 0, 0, 0], [2, 0, 0, 0, 0]])
+    assert output_lengths(generated, eos_token_id=2, pad_token_id=0) == [3, 5, 1, 1]
+    assert output_lengths(generated, eos_token_id=[7, 2], pad_token_id=None) == [3, 3, 5, 1]
