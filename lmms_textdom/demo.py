@@ -1,50 +1,26 @@
-"""The embedded default: the probe on a tiny random-weight LLaVA, offline, in seconds."""
+"""``make demo``: llava_hf_textdom on mmmu_pro_textdom through the real lmms-eval CLI, offline."""
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image, ImageDraw
+from pathlib import Path
 
-from lmms_textdom.metrics import GROUPS, aggregate_samples
-from lmms_textdom.modality import classify_tokens
-from lmms_textdom.probe import AttentionProbe, output_lengths
-from lmms_textdom.tiny import build_llava
+from lmms_textdom.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
 
-QUESTIONS = [
-    "what is shown in the image ?",
-    "which option is correct ? answer with the option letter from the given choices directly . a b c d",
-    "describe the picture",
-]
+REAL_COMMAND = """  lmms-eval --model llava_hf_textdom --model_args pretrained=llava-hf/llava-1.5-7b-hf \\
+      --tasks mmmu_pro_textdom --batch_size 8 --output_path runs/ --log_samples"""
 
 
-def drawn_image(seed: int, size: int = 30) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(3):
-        x0, y0 = rng.integers(0, size // 2, 2)
-        draw.rectangle([int(x0), int(y0), int(x0) + size // 3, int(y0) + size // 3], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-    return image
-
-
-def run_demo() -> None:
-    model, processor = build_llava(num_layers=8)
-    processor.tokenizer.padding_side = "left"
-    prompts = [
-        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}], add_generation_prompt=True)
-        for q in QUESTIONS
-    ]
-    inputs = processor(text=prompts, images=[drawn_image(i) for i in range(len(prompts))], return_tensors="pt", padding=True)
-    classes = classify_tokens(inputs["input_ids"], {"image": model.config.image_token_id}, inputs["attention_mask"])
-    with AttentionProbe(model, classes) as probe:
-        out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    prompt_len = inputs["input_ids"].shape[1]
-    stats = probe.stats(output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, processor.tokenizer.pad_token_id))
-    table = aggregate_samples(stats)
-    print("lmms-textdom demo: tiny LLaVA with RANDOM weights (numbers exercise the code, not a real model)")
-    print(f"{len(stats)} samples, {stats[0].num_layers} language-model layers, mean of per-sample values\n")
-    print("| metric | " + " | ".join(GROUPS) + " |")
-    print("|---|" + "---|" * len(GROUPS))
-    for metric in ("mdi", "aei"):
-        cells = [table[f"{metric}_{g}"] for g in GROUPS]
-        print(f"| {metric.upper()} | " + " | ".join("n/a" if c.value is None else f"{c.value:.3f}" for c in cells) + " |")
+def run_demo(cache: Path = DEFAULT_CACHE) -> dict:
+    checkpoint = tiny_llava_checkpoint(cache)
+    data = mmmu_pro_data(cache)
+    print("lmms-textdom demo: a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows (offline).")
+    print("The numbers exercise the whole pipeline; they say nothing about real models.\n", flush=True)
+    command = lmms_eval_command(
+        "llava_hf_textdom", f"pretrained={checkpoint}", "mmmu_pro_textdom", cache / "runs" / "demo",
+        "--batch_size", "2", "--verbosity", "WARNING",
+    )  # fmt: skip
+    results = run_checked(command, offline_env(data), cache / "runs" / "demo")
+    print(f"\nResults and per-sample logs are under {cache / 'runs' / 'demo'}.")
+    print("For a real checkpoint on a GPU (hub access, or LMMS_TEXTDOM_DATA pointing at a local copy):")
+    print(REAL_COMMAND)
+    return results

@@ -39,3 +39,21 @@ def llava_batch(tiny_llava):
         llava_prompt(processor, "answer with the option letter from the given choices directly . a b c d"),
     ]
     return processor(text=texts, images=[random_image(1), random_image(2)], return_tensors="pt", padding=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tmp_path_factory):
+    """A saved tiny LLaVA checkpoint, loaded by the adapters through from_pretrained."""
+    from lmms_textdom.tiny import save_llava
+
+    return save_llava(tmp_path_factory.mktemp("ckpt") / "tiny-llava", num_layers=4)
+
+
+@pytest.fixture(scope="session")
+def mmmu_data_root(tmp_path_factory):
+    """A fabricated MMMU-Pro snapshot in the hub layout; use as LMMS_TEXTDOM_DATA."""
+    from lmms_textdom.tiny.mmmu_pro_data import write_mmmu_pro_snapshot
+
+    root = tmp_path_factory.mktemp("data")
+    write_mmmu_pro_snapshot(root, rows_per_config=6)
+    return root

@@ -21,6 +21,14 @@ def probe_generate(model, inputs, classes, **kwargs):
     return out, probe
 
 
+def middle_is_image(inputs) -> PositionClasses:
+    """Pretend the middle third of a single text prompt is image tokens."""
+    length = inputs["input_ids"].shape[1]
+    ids = torch.zeros(1, length, dtype=torch.long)
+    ids[0, length // 3 : 2 * length // 3] = 1
+    return PositionClasses(("text", "image"), ids)
+
+
 def assert_matches_eager(model, inputs, classes, pad_token_id):
     out, probe = probe_generate(model, inputs, classes)
     prompt_len = inputs["input_ids"].shape[1]
@@ -100,8 +108,7 @@ def test_bf16_model_accumulates_in_float32(tiny_llama):
     model, tok = tiny_llama
     half = copy.deepcopy(model).to(torch.bfloat16)
     inputs = tok(["the cat sat on the mat"], return_tensors="pt")
-    classes = PositionClasses(("text", "image"), torch.tensor([[0, 0, 1, 1, 1, 0]]))
-    _, probe = probe_generate(half, inputs, classes)
+    _, probe = probe_generate(half, inputs, middle_is_image(inputs))
     (s,) = probe.stats()
     assert s.mass.dtype == np.float64
     np.testing.assert_allclose(s.mass.sum(1) + s.generated, s.rows * s.heads, rtol=1e-5)
@@ -137,8 +144,7 @@ def test_layers_that_bypass_the_probe_are_named(tiny_llama):
     attn.config = copy.deepcopy(attn.config)
     attn.config._attn_implementation = "sdpa"
     inputs = tok(["the cat sat on the mat"], return_tensors="pt")
-    classes = PositionClasses(("text", "image"), torch.tensor([[0, 0, 1, 1, 1, 0]]))
-    _, probe = probe_generate(broken, inputs, classes)
+    _, probe = probe_generate(broken, inputs, middle_is_image(inputs))
     with pytest.raises(ProbeError, match=r"layers \[1\] never passed through the probe"):
         probe.stats()
 

@@ -1,8 +1,8 @@
-"""A word-level tokenizer trained in-process on a few sentences (no downloads)."""
+"""A byte-level BPE tokenizer (the kind real checkpoints ship) trained in-process on a few sentences."""
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 CORPUS = [
@@ -21,11 +21,14 @@ BASE_SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 
 def build_tokenizer(special_tokens: list[str] = (), chat_template: str | None = None) -> PreTrainedTokenizerFast:
     """``special_tokens`` are added as unsplittable tokens (placeholders such as ``<image>``)."""
-    core = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    core.decoder = decoders.WordPiece(prefix="##")
-    core.train_from_iterator(CORPUS, trainers.WordLevelTrainer(vocab_size=300, special_tokens=BASE_SPECIALS))
+    # Byte-level: every string encodes (no <unk>) and decodes back exactly, newlines included.
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=420, special_tokens=BASE_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    core.train_from_iterator(CORPUS, trainer)
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         bos_token="<s>",

@@ -1,0 +1,66 @@
+"""Where a task's data comes from: the hub, or a local snapshot under ``$LMMS_TEXTDOM_DATA``.
+
+Layout of the local copy: ``$LMMS_TEXTDOM_DATA/<org>/<name>/`` is a snapshot of the hub dataset
+repository ``<org>/<name>``, as ``huggingface-cli download <org>/<name> --repo-type dataset
+--local-dir $LMMS_TEXTDOM_DATA/<org>/<name>`` writes it (README.md with its ``configs:`` header and
+the data files). Hub-less clusters copy that folder over; the tests and the demo fabricate one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from lmms_textdom.errors import UsageError, fail_loudly
+
+ENV = "LMMS_TEXTDOM_DATA"
+
+
+def layout_help(repo_id: str) -> str:
+    return (
+        f"Set {ENV} to a folder holding {repo_id}/, a snapshot of the hub dataset repository, e.g.\n"
+        f"  huggingface-cli download {repo_id} --repo-type dataset --local-dir ${ENV}/{repo_id}\n"
+        "on a machine with hub access, then copy the folder over."
+    )
+
+
+def local_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot folder for ``repo_id`` if ``$LMMS_TEXTDOM_DATA`` is set (it must exist then)."""
+    root = os.environ.get(ENV)
+    if not root:
+        return None
+    folder = Path(root).expanduser() / repo_id
+    if not folder.is_dir():
+        raise UsageError(f"{ENV}={root} is set, but {folder} does not exist.\n{layout_help(repo_id)}")
+    return folder
+
+
+def hub_dataset(repo_id: str, config: str | None, split: str):
+    """One split of a dataset loadable with ``datasets.load_dataset``, from the snapshot or the hub."""
+    import datasets
+
+    folder = local_snapshot(repo_id)
+    source = str(folder) if folder else repo_id
+    try:
+        return datasets.load_dataset(source, name=config, split=split)
+    except Exception as exc:  # the datasets library raises many types for "not there"
+        where = f"the local snapshot {folder}" if folder else f"the hub ({repo_id})"
+        raise UsageError(f"could not load config {config!r}, split {split!r} from {where}: {exc}\n{layout_help(repo_id)}") from exc
+
+
+def docs_loader(repo_id: str, config: str | None, split: str = "test") -> Callable:
+    """A ``process_docs`` function that replaces the task's one-row stub with the real split.
+
+    lmms-eval can only load a task's data from a fixed ``dataset_path``; our YAMLs load a stub and
+    this swaps in the hub copy or the local snapshot chosen at run time.
+    """
+
+    def process_docs(stub):
+        try:
+            return hub_dataset(repo_id, config, split)
+        except UsageError as exc:
+            fail_loudly(exc)
+
+    process_docs.__name__ = f"load_{repo_id.replace('/', '_')}"
+    return process_docs

@@ -1,0 +1,1 @@
+"""lmms-eval model adapters (``*_textdom``)."""

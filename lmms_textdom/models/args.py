@@ -1,0 +1,68 @@
+"""Declared, validated ``--model_args``: unknown or invalid values fail before anything loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from lmms_textdom.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    default: Any
+    help: str
+    kind: type = str
+    choices: tuple = ()
+    check: Callable[[Any], bool] | None = None
+    requirement: str = ""  # what ``check`` demands, for the error message
+
+    def describe(self) -> str:
+        allowed = f" (one of {', '.join(map(str, self.choices))})" if self.choices else ""
+        return f"{self.name}={self.default}{allowed}: {self.help}"
+
+
+def _convert(arg: Arg, value: Any) -> Any:
+    """lmms-eval hands over bools, ints, floats and strings (``None`` arrives as the string 'None')."""
+    if value is None or (isinstance(value, str) and value == "None" and arg.default is None):
+        return None
+    if arg.kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if isinstance(value, (int, float)) and value in (0, 1):
+            return bool(value)
+        raise ValueError("expected true or false")
+    if arg.kind is int:
+        number = float(value) if not isinstance(value, bool) else None
+        if number is None or not number.is_integer():
+            raise ValueError("expected an integer")
+        return int(number)
+    if arg.kind is float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        return float(value)
+    return str(value)
+
+
+def parse_model_args(spec: Sequence[Arg], given: Mapping[str, Any], model_id: str) -> dict[str, Any]:
+    known = {a.name: a for a in spec}
+    listing = "\n".join(f"  {a.describe()}" for a in spec)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise UsageError(f"{model_id}: unknown model_args {', '.join(unknown)}. Valid model_args:\n{listing}")
+    values = {}
+    for arg in spec:
+        raw = given.get(arg.name, arg.default)
+        try:
+            value = _convert(arg, raw)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{model_id}: model_arg {arg.name}={raw!r} is invalid: {exc}.\n  {arg.describe()}") from None
+        if value is not None and arg.choices and value not in arg.choices:
+            raise UsageError(f"{model_id}: model_arg {arg.name}={raw!r} is invalid; accepted: {', '.join(map(str, arg.choices))}")
+        if value is not None and arg.check is not None and not arg.check(value):
+            raise UsageError(f"{model_id}: model_arg {arg.name}={raw!r} is invalid; it must be {arg.requirement}")
+        values[arg.name] = value
+    return values

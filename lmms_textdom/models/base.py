@@ -1,0 +1,235 @@
+"""Shared lmms-eval adapter: argument validation, devices, batching, generate under the probe, hand-back.
+
+A model family subclasses ``TextdomModel`` and says only how to load a checkpoint and how to turn a
+batch of (context, visuals) into generate inputs plus the position-class map (``prepare``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from loguru import logger
+from lmms_eval.api.model import lmms
+from tqdm import tqdm
+
+from lmms_textdom.errors import UsageError, fail_loudly
+from lmms_textdom.hook import encode_payload
+from lmms_textdom.modality import PositionClasses
+from lmms_textdom.models.args import Arg, parse_model_args
+from lmms_textdom.probe import AttentionProbe, install, output_lengths
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+# Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
+GENERATION_KEYS = ("max_new_tokens", "min_new_tokens", "temperature", "top_p", "top_k", "num_beams", "repetition_penalty")
+DEFAULT_MAX_NEW_TOKENS = 256
+
+COMMON_ARGS = (
+    Arg("revision", "main", "hub revision of the checkpoint"),
+    Arg("device", None, "cuda, cuda:N or cpu; default cuda (the rank's own GPU under torchrun/accelerate) else cpu"),
+    Arg("device_map", None, "'auto' spreads one large checkpoint over all visible GPUs (single process)"),
+    Arg("dtype", "auto", "weights dtype; auto = bfloat16 on GPU, float32 on CPU", choices=("auto", *DTYPES)),
+    Arg("attn_implementation", "sdpa", "the language model's attention (the probe wraps it)", choices=("sdpa", "eager")),
+    Arg("textdom", True, "measure MDI/AEI; false = plain generation", kind=bool),
+    Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
+    Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
+    Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
+)
+
+
+@dataclass
+class Request:
+    """What a family needs of one lmms-eval request."""
+
+    context: str
+    visuals: list
+    doc: dict
+    gen_kwargs: dict
+
+
+@dataclass
+class Prepared:
+    """Inputs of one generate call and the class of every position the language model will see."""
+
+    inputs: dict[str, Any]
+    classes: PositionClasses
+    sample_settings: list[dict] = field(default_factory=list)  # per-sample effective settings, if any
+
+
+def plan_batches(contexts: Sequence[str], gen_kwargs: Sequence[dict], batch_size: int) -> list[list[int]]:
+    """Request indices grouped by identical generation kwargs, longest context first, in chunks."""
+    groups: dict[str, list[int]] = {}
+    for i, kw in enumerate(gen_kwargs):
+        groups.setdefault(json.dumps(kw, sort_keys=True, default=str), []).append(i)
+    batches = []
+    for indices in groups.values():
+        indices.sort(key=lambda i: -len(contexts[i]))
+        batches += [indices[k : k + batch_size] for k in range(0, len(indices), batch_size)]
+    return batches
+
+
+def cut_at_stop(text: str, until: Sequence[str]) -> str:
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+class TextdomModel(lmms):
+    is_simple = True
+    MODEL_ID = "textdom"
+    DEFAULT_PRETRAINED = ""
+    FAMILY_ARGS: tuple[Arg, ...] = ()
+
+    @classmethod
+    def model_args_spec(cls) -> tuple[Arg, ...]:
+        return (Arg("pretrained", cls.DEFAULT_PRETRAINED, "hub id or local checkpoint folder"), *COMMON_ARGS, *cls.FAMILY_ARGS)
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        try:
+            self.args = parse_model_args(self.model_args_spec(), kwargs, self.MODEL_ID)
+            self._rank = int(os.environ.get("RANK", 0))
+            self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+            self._device = self._resolve_device()
+            self.dtype = self._resolve_dtype()
+            self.check_args()
+            self.model, self.processor = self.load()
+            self.model.eval()
+            if self.args["device_map"] == "auto":
+                self._device = self.model.device
+            if self.args["textdom"]:
+                install(self.model)
+        except Exception as exc:
+            fail_loudly(exc)
+
+    # ----- what a family provides ---------------------------------------------------------------
+
+    def check_args(self) -> None:
+        """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
+
+    def load(self):
+        """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
+        raise NotImplementedError
+
+    def prepare(self, batch: list[Request]) -> Prepared:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """Effective run settings recorded with every sample (the leaderboard tells runs apart by them)."""
+        return {"model": self.MODEL_ID, "pretrained": self.args["pretrained"], "dtype": str(self.dtype).removeprefix("torch.")}
+
+    # ----- plumbing ------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    def _resolve_device(self) -> torch.device:
+        device = self.args["device"]
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and self._world_size > 1:
+            device = f"cuda:{local_rank}"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError(f"{self.MODEL_ID}: device={device} but no CUDA device is available; pass --device cpu")
+        return torch.device(device)
+
+    def _resolve_dtype(self) -> torch.dtype:
+        name = self.args["dtype"]
+        if name == "auto":
+            return torch.bfloat16 if self._device.type == "cuda" else torch.float32
+        return DTYPES[name]
+
+    def from_pretrained_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a family's ``from_pretrained`` call."""
+        return {
+            "revision": self.args["revision"],
+            "dtype": self.dtype,
+            "device_map": self.args["device_map"] or self._device,
+            "attn_implementation": self.args["attn_implementation"],
+            "trust_remote_code": self.args["trust_remote_code"],
+        }
+
+    def generation_kwargs(self, gen_kwargs: dict) -> tuple[dict[str, Any], list[str]]:
+        kw = dict(gen_kwargs)
+        until = kw.pop("until", None) or []
+        until = [until] if isinstance(until, str) else list(until)
+        out: dict[str, Any] = {k: kw.pop(k) for k in GENERATION_KEYS if k in kw}
+        do_sample = kw.pop("do_sample", None)
+        temperature = float(out.pop("temperature", 0) or 0)
+        out["do_sample"] = bool(do_sample) if do_sample is not None else temperature > 0
+        if out["do_sample"]:
+            out["temperature"] = temperature or 1.0
+        out.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        if out.get("num_beams", 1) not in (1, None) and self.args["textdom"]:
+            raise UsageError(f"{self.MODEL_ID}: textdom measures greedy or sampled decoding; the task asks num_beams={out['num_beams']}")
+        if kw:
+            logger.debug(f"{self.MODEL_ID}: ignoring generation kwargs {sorted(kw)}")
+        if any(until):
+            out["stop_strings"] = [s for s in until if s]
+            out["tokenizer"] = self.tokenizer
+        return out, until
+
+    def _request(self, instance) -> Request:
+        context, gen_kwargs, doc_to_visual, doc_id, task, split = instance.args
+        doc = self.task_dict[task][split][doc_id]
+        visuals = doc_to_visual(doc) if doc_to_visual is not None else []
+        return Request(context, [v for v in (visuals or []) if v is not None], doc, dict(gen_kwargs))
+
+    def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+            moved[key] = value
+        return moved
+
+    def _run_batch(self, batch: list[Request]) -> list:
+        prepared = self.prepare(batch)
+        gen, until = self.generation_kwargs(batch[0].gen_kwargs)
+        inputs = self._to_device(prepared.inputs)
+        prompt_len = inputs["input_ids"].shape[1]
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = self.model.generation_config.pad_token_id
+        with torch.inference_mode():
+            if self.args["textdom"]:
+                with AttentionProbe(self.model, prepared.classes) as probe:
+                    out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
+            else:
+                out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
+        new = out[:, prompt_len:]
+        texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        if not self.args["textdom"]:
+            return texts
+        stats = probe.stats(output_lengths(new, self.model.generation_config.eos_token_id, pad_id))
+        run = self.settings()
+        extra = prepared.sample_settings or [{}] * len(batch)
+        return [[text, encode_payload(s, {**run, **e})] for text, s, e in zip(texts, stats, extra)]
+
+    def generate_until(self, requests) -> list:
+        try:
+            batch_plan = plan_batches([r.args[0] for r in requests], [r.args[1] for r in requests], self.args["batch_size"])
+            results: list = [None] * len(requests)
+            for indices in tqdm(batch_plan, disable=self.rank != 0, desc=f"{self.MODEL_ID} responding"):
+                outputs = self._run_batch([self._request(requests[i]) for i in indices])
+                for i, output in zip(indices, outputs):
+                    results[i] = output
+            return results
+        except Exception as exc:
+            fail_loudly(exc)
+
+    def loglikelihood(self, requests):
+        fail_loudly(UsageError(f"{self.MODEL_ID} runs generate_until tasks only (the metrics need generated tokens)"))
+
+    def generate_until_multi_round(self, requests):
+        fail_loudly(UsageError(f"{self.MODEL_ID} does not run multi-round tasks"))

@@ -1,0 +1,50 @@
+"""lmms-eval plugin registration: model ids (entry-point group ``lmms_eval.models``) and task discovery.
+
+lmms-eval 0.7.3 has no entry points for tasks, and its ``LMMS_EVAL_PLUGINS`` task route builds the
+task index before adding the plugin's folder (so ``--tasks <plugin task>`` fails without
+``--include_path``). When lmms-eval loads our model manifests, which it does on every CLI run
+before it indexes tasks, we add our installed task folder to ``TaskManager``'s search path once.
+Passing ``--include_path`` to the same folder as well is harmless.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+#: model id -> adapter class path
+MODELS = {
+    "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
+}
+
+
+def tasks_dir() -> Path:
+    """The installed task folder (the repository's ``tasks/``, installed as ``lmms_textdom.tasks``)."""
+    spec = importlib.util.find_spec("lmms_textdom.tasks")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def add_task_folder() -> None:
+    from lmms_eval.tasks import TaskManager
+
+    original = TaskManager.initialize_tasks
+    if getattr(original, "_adds_textdom_tasks", False):
+        return
+    folder = str(tasks_dir())
+
+    def initialize_tasks(self, include_path=None, include_defaults=True):
+        paths = [] if include_path is None else [include_path] if isinstance(include_path, str) else list(include_path)
+        if all(Path(p).resolve() != Path(folder) for p in paths):
+            paths.append(folder)
+        return original(self, include_path=paths, include_defaults=include_defaults)
+
+    initialize_tasks._adds_textdom_tasks = True
+    TaskManager.initialize_tasks = initialize_tasks
+
+
+def manifests():
+    """Entry point payload: called by lmms-eval's model registry."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    add_task_folder()
+    return [ModelManifest(model_id=model_id, simple_class_path=path) for model_id, path in MODELS.items()]

@@ -1,0 +1,29 @@
+"""Running the real lmms-eval CLI in a subprocess and reading what it wrote."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from lmms_textdom.runner import latest_results, lmms_eval_command, offline_env
+
+
+def run_cli(model: str, model_args: str, tasks: str, output: Path, data_root: Path | None, *extra: str, launcher=()):
+    command = lmms_eval_command(model, model_args, tasks, output, *extra)
+    if launcher:
+        command = [*launcher, *command[1:]]  # e.g. torchrun ... -m lmms_eval ...
+    return subprocess.run(command, env=offline_env(data_root), capture_output=True, text=True, timeout=600)
+
+
+def results_of(output: Path) -> dict:
+    path = latest_results(output)
+    assert path is not None, f"lmms-eval wrote no results under {output}"
+    return json.loads(path.read_text())
+
+
+def samples_of(output: Path, task: str) -> dict[str, dict]:
+    """The sample log of ``task``, keyed by question id (logs come ordered by rank, not doc)."""
+    (path,) = sorted(Path(output).glob(f"**/*_samples_{task}.jsonl"))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["mmmu_acc"]["id"]: row for row in rows}
