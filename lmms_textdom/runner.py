@@ -52,11 +52,16 @@ def latest_results(output: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def run_checked(command: list[str], env: dict[str, str], output: Path) -> dict:
-    """Run lmms-eval and return its results JSON; lmms-eval exits 0 even when a run fails, so check."""
+def run_checked(command: list[str], env: dict[str, str], output: Path, quiet: bool = False) -> dict:
+    """Run lmms-eval and return its results JSON; lmms-eval exits 0 even when a run fails, so check.
+
+    ``quiet`` keeps lmms-eval's own output back unless the run fails.
+    """
     before = latest_results(output)
-    done = subprocess.run(command, env=env)
+    done = subprocess.run(command, env=env, capture_output=quiet, text=True)
     results = latest_results(output)
     if done.returncode != 0 or results is None or results == before:
-        raise SystemExit(f"lmms-eval did not produce results (exit status {done.returncode}); see the log above")
+        if quiet:
+            sys.stderr.write((done.stdout or "")[-4000:] + (done.stderr or "")[-8000:])
+        raise SystemExit(f"lmms-eval did not produce results (exit status {done.returncode}); see its log above")
     return json.loads(results.read_text())

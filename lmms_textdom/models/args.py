@@ -66,3 +66,14 @@ def parse_model_args(spec: Sequence[Arg], given: Mapping[str, Any], model_id: st
             raise UsageError(f"{model_id}: model_arg {arg.name}={raw!r} is invalid; it must be {arg.requirement}")
         values[arg.name] = value
     return values
+
+
+# Shared by every family that can edit its non-text tokens.
+PRUNE_RATIO = Arg(
+    "prune_ratio", 0.0, "fraction of visual tokens pruned before the language model, 0 = off",
+    kind=float, check=lambda r: 0 <= r < 1, requirement="a number with 0 <= r < 1 (0 = off)",
+)  # fmt: skip
+NONTEXT_REPEAT = Arg(
+    "nontext_repeat", 1, "each non-text span replicated k times before the language model (dilution test)",
+    kind=int, check=lambda k: k >= 1, requirement="an integer k >= 1 (1 = off)",
+)  # fmt: skip

@@ -118,9 +118,25 @@ class TextdomModel(lmms):
     def prepare(self, batch: list[Request]) -> Prepared:
         raise NotImplementedError
 
+    #: name of the family's pruning method, recorded with the results ("cls" = FasterVLM)
+    PRUNE_METHOD: str | None = None
+
     def settings(self) -> dict[str, Any]:
         """Effective run settings recorded with every sample (the leaderboard tells runs apart by them)."""
-        return {"model": self.MODEL_ID, "pretrained": self.args["pretrained"], "dtype": str(self.dtype).removeprefix("torch.")}
+        ratio = self.args.get("prune_ratio", 0.0)
+        return {
+            "model": self.MODEL_ID,
+            "pretrained": self.args["pretrained"],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "prune_method": self.PRUNE_METHOD if ratio else None,
+            "prune_ratio": ratio,
+            "nontext_repeat": self.args.get("nontext_repeat", 1),
+        }
+
+    @property
+    def edits_nontext(self) -> bool:
+        """Whether pruning or replication changes the non-text part of the input."""
+        return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
 
     # ----- plumbing ------------------------------------------------------------------------------
 
@@ -197,7 +213,8 @@ class TextdomModel(lmms):
         prepared = self.prepare(batch)
         gen, until = self.generation_kwargs(batch[0].gen_kwargs)
         inputs = self._to_device(prepared.inputs)
-        prompt_len = inputs["input_ids"].shape[1]
+        # generate returns the prompt ids in front of the new tokens, except when given embeddings
+        prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.model.generation_config.pad_token_id

@@ -1,20 +1,35 @@
-"""``llava_hf_textdom``: LLaVA-1.5 checkpoints in the transformers format (llava-hf/llava-1.5-*-hf)."""
+"""``llava_hf_textdom``: LLaVA-1.5 checkpoints in the transformers format (llava-hf/llava-1.5-*-hf).
+
+With ``prune_ratio`` or ``nontext_repeat`` the adapter builds the language model's input itself:
+the image features from the model's own ``get_image_features`` are placed at the placeholder
+positions of the token embeddings, then each image's span is pruned (top [CLS]-attention tokens,
+original order) and/or replicated, and ``generate`` runs on the edited ``inputs_embeds``.
+"""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import torch
 from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import classify_tokens
+from lmms_textdom.modality import PAD, PositionClasses, classify_tokens
+from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
+from lmms_textdom.sequence import gather_left_padded, nontext_spans, plan_positions, split_span
 
 # LLaVA-1.5's conversation format, for checkpoints whose processor carries no chat template.
 FALLBACK_PROMPT = "USER: {images}{text} ASSISTANT:"
+TOWERS_WITH_CLS = ("clip_vision_model",)
 
 
 class LlavaHfTextdom(TextdomModel):
     MODEL_ID = "llava_hf_textdom"
     DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
+    FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
+    PRUNE_METHOD = "cls"
 
     def check_args(self) -> None:
         config = AutoConfig.from_pretrained(
@@ -25,6 +40,16 @@ class LlavaHfTextdom(TextdomModel):
                 f"{self.MODEL_ID} loads LLaVA-1.5 checkpoints (model_type 'llava'); {self.args['pretrained']} is "
                 f"model_type {config.model_type!r}"
             )
+        if self.args["prune_ratio"] > 0:
+            tower = config.vision_config.model_type
+            if tower not in TOWERS_WITH_CLS or config.vision_feature_select_strategy != "default":
+                raise UsageError(
+                    f"{self.MODEL_ID}: prune_ratio needs a vision tower with a [CLS] token whose patch tokens feed the "
+                    f"projector (CLIP, strategy 'default', as in LLaVA-1.5); {self.args['pretrained']} has {tower!r} "
+                    f"with strategy {config.vision_feature_select_strategy!r}"
+                )
+            if not isinstance(config.vision_feature_layer, int):
+                raise UsageError(f"{self.MODEL_ID}: prune_ratio needs a single vision feature layer")
 
     def load(self):
         pretrained = self.args["pretrained"]
@@ -33,6 +58,10 @@ class LlavaHfTextdom(TextdomModel):
             pretrained, revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
         )
         processor.tokenizer.padding_side = "left"  # decoder-only batching
+        self._cls_capture = None
+        if self.args["prune_ratio"] > 0:
+            attention = feature_layer_attention(model.model.vision_tower, model.config.vision_feature_layer)
+            self._cls_capture = ClsAttentionCapture(attention)
         return model, processor
 
     def prompt(self, text: str, num_images: int) -> str:
@@ -47,4 +76,55 @@ class LlavaHfTextdom(TextdomModel):
         images = [image.convert("RGB") for r in batch for image in r.visuals]
         inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
         classes = classify_tokens(inputs["input_ids"], {"image": self.model.config.image_token_id}, inputs["attention_mask"])
-        return Prepared(dict(inputs), classes)
+        if not self.edits_nontext or not images:
+            return Prepared(dict(inputs), classes)
+        return self.edited_inputs(inputs, classes)
+
+    @torch.inference_mode()
+    def image_features(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Projected patch features per image, and their [CLS] attention scores when pruning."""
+        config = self.model.config
+        capture = self._cls_capture
+        with capture.recording() if capture else nullcontext():
+            out = self.model.get_image_features(
+                pixel_values=pixel_values.to(self.device, self.dtype),
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+            )
+        features = out.pooler_output if hasattr(out, "pooler_output") else out
+        return list(features), capture.scores if capture else None
+
+    @torch.inference_mode()
+    def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
+        ratio, repeat = self.args["prune_ratio"], self.args["nontext_repeat"]
+        ids = inputs["input_ids"].to(self.device)
+        features, scores = self.image_features(inputs["pixel_values"])
+        embeds = self.model.get_input_embeddings()(ids)
+        embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
+        sizes = [f.shape[0] for f in features]
+        positions, sample_settings = [], []
+        image = 0  # images are consumed in batch order, as the processor laid out their placeholders
+        for b in range(ids.shape[0]):
+            spans = []
+            for run in nontext_spans(classes.ids[b]):
+                first = last = image + len(spans)
+                while sum(sizes[first:last]) < run[1] - run[0]:  # a run may hold several adjacent images
+                    last += 1
+                spans += split_span(run, sizes[first:last])
+            keep = []
+            for start, end in spans:
+                keep.append(top_m_in_order(scores[image], kept_count(end - start, ratio)) if ratio > 0 else None)
+                image += 1
+            positions.append(plan_positions(classes.ids[b], spans, keep, repeat))
+            original = sum(end - start for start, end in spans)
+            kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
+            sample_settings.append({"nontext_original": original, "nontext_kept": kept})
+        edited = gather_left_padded(
+            positions,
+            {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0), "class_ids": (classes.ids, PAD)},
+        )
+        return Prepared(
+            {"inputs_embeds": edited["inputs_embeds"], "attention_mask": edited["attention_mask"]},
+            PositionClasses(classes.names, edited["class_ids"]),
+            sample_settings,
+        )

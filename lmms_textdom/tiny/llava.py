@@ -30,22 +30,29 @@ def build_llava(
     num_heads: int = 4,
     num_kv_heads: int = 2,
     vision_layers: int = 2,
+    vision_hidden_size: int | None = None,
+    vision_heads: int = 4,
+    vocab_size: int | None = None,
     seed: int = 0,
     attn_implementation: str = "sdpa",
     initializer_range: float = 0.2,
 ):
-    """Returns (model, processor). A 30 px image with 6 px patches expands to 25 image tokens."""
+    """Returns (model, processor). A 30 px image with 6 px patches expands to 25 image tokens.
+
+    ``vocab_size`` larger than the tokenizer's pads the embedding (benchmarks at real vocabulary sizes).
+    """
     tok = build_tokenizer([IMAGE_TOKEN], chat_template=CHAT_TEMPLATE)
+    vision_hidden_size = vision_hidden_size or hidden_size
     vision = CLIPVisionConfig(
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        hidden_size=vision_hidden_size,
+        intermediate_size=4 * vision_hidden_size,
         num_hidden_layers=vision_layers,
-        num_attention_heads=4,
+        num_attention_heads=vision_heads,
         image_size=image_size,
         patch_size=patch_size,
     )
     text = LlamaConfig(
-        vocab_size=len(tok),
+        vocab_size=vocab_size or len(tok),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,

@@ -1,0 +1,88 @@
+"""The paper's Table 2 in one command: MDI / AEI per layer group and accuracy against pruning ratio
+(or against the non-text replication factor), one real lmms-eval run per row."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Sequence
+
+from lmms_textdom.hook import DETAIL, METRIC_NAMES
+from lmms_textdom.metrics import GROUPS
+from lmms_textdom.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+
+PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
+
+
+def accuracy_of(cells: dict) -> tuple[str, float] | None:
+    """The task's own score: the first metric that is neither a textdom metric nor an error bar."""
+    for key, value in cells.items():
+        name = key.split(",")[0]
+        if name in (*METRIC_NAMES, DETAIL, "alias", "samples") or "stderr" in name or not isinstance(value, (int, float)):
+            continue
+        return name, float(value)
+    return None
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def render(rows: list[tuple[str, dict]]) -> str:
+    """Markdown: one row per setting, MDI / AEI per group (paper layout), then accuracy."""
+    accuracy_name = next((a[0] for _, cells in rows if (a := accuracy_of(cells))), "accuracy")
+    header = "| setting | " + " | ".join(f"{g} MDI / AEI" for g in GROUPS) + f" | {accuracy_name} | samples |"
+    lines = [header, "|---" * (len(GROUPS) + 3) + "|"]
+    for setting, cells in rows:
+        pairs = [f"{_fmt(cells.get(f'mdi_{g},none'))} / {_fmt(cells.get(f'aei_{g},none'))}" for g in GROUPS]
+        accuracy = accuracy_of(cells)
+        measured = cells.get(f"{DETAIL},none")
+        lines.append(f"| {setting} | " + " | ".join(pairs) + f" | {_fmt(accuracy[1] if accuracy else None)} | {measured} |")
+    return "\n".join(lines)
+
+
+def setting_name(ratio: float, repeat: int) -> str:
+    parts = [f"prune {ratio:.0%}" if ratio else "no pruning"]
+    if repeat > 1 or ratio == 0:
+        parts.append(f"x{repeat}")
+    return ", ".join(parts)
+
+
+def run_table2(
+    pretrained: str | None = None,
+    tasks: str = "mmmu_pro_textdom",
+    ratios: Sequence[float] | None = None,
+    repeats: Sequence[int] = (1,),
+    output: Path | None = None,
+    batch_size: int = 2,
+    device: str = "cpu",
+    model: str = "llava_hf_textdom",
+    limit: int | None = None,
+) -> str:
+    """Run one evaluation per (ratio, repeat) and return the table; the embedded default without ``pretrained``."""
+    output = Path(output) if output else DEFAULT_CACHE / "runs" / "table2"
+    if ratios is None:
+        ratios = PAPER_RATIOS if tuple(repeats) == (1,) else (0.0,)
+    if pretrained is None:
+        pretrained = str(tiny_llava_checkpoint())
+        env = offline_env(mmmu_pro_data())
+        print("Embedded default: a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows.\n", flush=True)
+    else:
+        env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
+    rows = []
+    task = tasks.split(",")[0]
+    for ratio, repeat in itertools.product(ratios, repeats):
+        name = setting_name(ratio, repeat)
+        args = f"pretrained={pretrained},prune_ratio={ratio},nontext_repeat={repeat}"
+        run_dir = output / f"r{ratio:g}_x{repeat}"
+        print(f"running: {name} -> {run_dir}", flush=True)
+        extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
+        command = lmms_eval_command(model, args, tasks, run_dir, *extra)
+        command[command.index("--device") + 1] = device
+        results = run_checked(command, env, run_dir, quiet=True)
+        rows.append((name, results["results"][task]))
+    table = render(rows)
+    print(f"\nTable 2 layout ({model}, {task}; MDI / AEI per layer group, mean over samples):\n")
+    print(table)
+    return table
