@@ -15,6 +15,7 @@ from pathlib import Path
 #: model id -> adapter class path
 MODELS = {
     "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
+    "llava_next_textdom": "lmms_textdom.models.llava_next_hf.LlavaNextTextdom",
 }
 
 

@@ -71,15 +71,26 @@ def gather_left_padded(positions: Sequence[torch.Tensor], tensors: dict[str, tup
     ``seq_dim`` counts with the batch as dim 0 for every tensor except position ids of shape
     (rows, batch, seq), passed under a key starting with ``position_ids`` (batch is dim 1 there).
     """
-    length = max(len(p) for p in positions)
     out = {}
     for name, (tensor, pad) in tensors.items():
         batch_dim, dim = (1, tensor.dim() - 1) if name.startswith("position_ids") else (0, seq_dim)
-        rows = []
-        for b, pos in enumerate(positions):
-            row = tensor.select(batch_dim, b).index_select(dim - 1, pos.to(tensor.device))
-            shape = list(row.shape)
-            shape[dim - 1] = length - len(pos)
-            rows.append(torch.cat([row.new_full(shape, pad), row], dim=dim - 1))
-        out[name] = torch.stack(rows, dim=batch_dim)
+        rows = [tensor.select(batch_dim, b).index_select(dim - 1, pos.to(tensor.device)) for b, pos in enumerate(positions)]
+        rows = [row.movedim(dim - 1, 0) for row in rows]  # sequence first for padding
+        out[name] = left_pad_stack(rows, pad).movedim(1, dim).movedim(0, batch_dim)
     return out
+
+
+def splice(row: torch.Tensor, spans: Sequence[tuple[int, int]], contents: Sequence[torch.Tensor], repeat: int = 1) -> torch.Tensor:
+    """``row`` (sequence first) with each span replaced by its new content, written ``repeat`` times."""
+    pieces, cursor = [], 0
+    for (start, end), content in zip(spans, contents):
+        pieces += [row[cursor:start], content.to(row.device, row.dtype).repeat(repeat, *([1] * (content.dim() - 1)))]
+        cursor = end
+    pieces.append(row[cursor:])
+    return torch.cat(pieces)
+
+
+def left_pad_stack(rows: Sequence[torch.Tensor], pad: float) -> torch.Tensor:
+    """Stack rows (sequence first) of different lengths into one batch, padded on the left."""
+    length = max(row.shape[0] for row in rows)
+    return torch.stack([torch.cat([row.new_full((length - row.shape[0], *row.shape[1:]), pad), row]) for row in rows])

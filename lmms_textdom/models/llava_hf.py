@@ -30,15 +30,16 @@ class LlavaHfTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "cls"
+    MODEL_TYPE, MODEL_NAME, MODEL_CLASS = "llava", "LLaVA-1.5", LlavaForConditionalGeneration
 
     def check_args(self) -> None:
         config = AutoConfig.from_pretrained(
             self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
         )
-        if config.model_type != "llava":
+        if config.model_type != self.MODEL_TYPE:
             raise UsageError(
-                f"{self.MODEL_ID} loads LLaVA-1.5 checkpoints (model_type 'llava'); {self.args['pretrained']} is "
-                f"model_type {config.model_type!r}"
+                f"{self.MODEL_ID} loads {self.MODEL_NAME} checkpoints (model_type {self.MODEL_TYPE!r}); "
+                f"{self.args['pretrained']} is model_type {config.model_type!r}"
             )
         if self.args["prune_ratio"] > 0:
             tower = config.vision_config.model_type
@@ -53,7 +54,7 @@ class LlavaHfTextdom(TextdomModel):
 
     def load(self):
         pretrained = self.args["pretrained"]
-        model = LlavaForConditionalGeneration.from_pretrained(pretrained, **self.from_pretrained_kwargs())
+        model = self.MODEL_CLASS.from_pretrained(pretrained, **self.from_pretrained_kwargs())
         processor = AutoProcessor.from_pretrained(
             pretrained, revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
         )
@@ -80,27 +81,37 @@ class LlavaHfTextdom(TextdomModel):
             return Prepared(dict(inputs), classes)
         return self.edited_inputs(inputs, classes)
 
+    def image_feature_kwargs(self, inputs) -> dict:
+        """Extra arguments of the model's ``get_image_features`` (LLaVA-NeXT needs the image sizes)."""
+        return {}
+
     @torch.inference_mode()
-    def image_features(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """Projected patch features per image, and their [CLS] attention scores when pruning."""
+    def image_features(self, inputs) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The features that fill each image's placeholders, and their [CLS] scores when pruning."""
         config = self.model.config
         capture = self._cls_capture
         with capture.recording() if capture else nullcontext():
             out = self.model.get_image_features(
-                pixel_values=pixel_values.to(self.device, self.dtype),
+                pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
                 vision_feature_layer=config.vision_feature_layer,
                 vision_feature_select_strategy=config.vision_feature_select_strategy,
+                **self.image_feature_kwargs(inputs),
             )
         features = out.pooler_output if hasattr(out, "pooler_output") else out
         return list(features), capture.scores if capture else None
+
+    def merged_embeddings(self, ids: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings with the image features written over their placeholders, as the model does."""
+        embeds = self.model.get_input_embeddings()(ids)
+        embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
+        return embeds
 
     @torch.inference_mode()
     def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
         ratio, repeat = self.args["prune_ratio"], self.args["nontext_repeat"]
         ids = inputs["input_ids"].to(self.device)
-        features, scores = self.image_features(inputs["pixel_values"])
-        embeds = self.model.get_input_embeddings()(ids)
-        embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
+        features, scores = self.image_features(inputs)
+        embeds = self.merged_embeddings(ids, features)
         sizes = [f.shape[0] for f in features]
         positions, sample_settings = [], []
         image = 0  # images are consumed in batch order, as the processor laid out their placeholders

@@ -1,0 +1,84 @@
+"""``llava_next_textdom``: LLaVA-NeXT (LLaVA-1.6, AnyRes crops) checkpoints in the transformers format.
+
+Unpruned, the model keeps transformers' own layout (unpadded crops with image-newline tokens).
+With ``prune_ratio`` it follows FasterVLM's LLaVA-NeXT variant: every crop (the base view first,
+then the grid crops in raster order) keeps its own top-T patch tokens by [CLS] attention, with the
+same T = N (1 - r) for every crop, and the kept tokens are laid out crop after crop with no
+unpadding and no newline tokens (FasterVLM's 'spatial' merge).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LlavaNextForConditionalGeneration
+from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+from lmms_textdom.errors import UsageError
+from lmms_textdom.modality import PAD, PositionClasses
+from lmms_textdom.models.base import Prepared
+from lmms_textdom.models.llava_hf import LlavaHfTextdom
+from lmms_textdom.pruning import kept_count, top_m_in_order
+from lmms_textdom.sequence import left_pad_stack, nontext_spans, splice
+
+
+class LlavaNextTextdom(LlavaHfTextdom):
+    MODEL_ID = "llava_next_textdom"
+    DEFAULT_PRETRAINED = "llava-hf/llava-v1.6-vicuna-7b-hf"
+    MODEL_TYPE, MODEL_NAME, MODEL_CLASS = "llava_next", "LLaVA-NeXT", LlavaNextForConditionalGeneration
+
+    def image_feature_kwargs(self, inputs) -> dict:
+        return {"image_sizes": inputs["image_sizes"].to(self.device)}
+
+    def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
+        if self.args["prune_ratio"] == 0:  # replication only: repeat transformers' own image spans
+            return super().edited_inputs(inputs, classes)
+        return self.fastervlm_inputs(inputs, classes)
+
+    @torch.inference_mode()
+    def crop_features(self, inputs) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per image: projected patch features (crops, N, D) and [CLS] scores (crops, N)."""
+        config = self.model.config
+        counts = [
+            image_size_to_num_patches(image_size=size, grid_pinpoints=config.image_grid_pinpoints, patch_size=config.vision_config.image_size)
+            for size in inputs["image_sizes"].tolist()
+        ]
+        crops = torch.cat([pixels[:n] for pixels, n in zip(inputs["pixel_values"], counts)]).to(self.device, self.dtype)
+        with self._cls_capture.recording():
+            hidden = self.model.model.vision_tower(crops, output_hidden_states=True).hidden_states[config.vision_feature_layer]
+        features = self.model.model.multi_modal_projector(hidden[:, 1:])  # strategy 'default': [CLS] dropped
+        return list(features.split(counts)), list(self._cls_capture.scores.split(counts))
+
+    @torch.inference_mode()
+    def fastervlm_inputs(self, inputs, classes: PositionClasses) -> Prepared:
+        ratio, repeat = self.args["prune_ratio"], self.args["nontext_repeat"]
+        image_class = classes.names.index("image")
+        features, scores = self.crop_features(inputs)
+        embeds = self.model.get_input_embeddings()(inputs["input_ids"].to(self.device))
+        rows, row_classes, sample_settings = [], [], []
+        image = 0
+        for b in range(embeds.shape[0]):
+            spans = nontext_spans(classes.ids[b])
+            contents = []
+            for _ in spans:
+                if image >= len(features):
+                    break
+                kept = kept_count(features[image].shape[1], ratio)
+                contents.append(torch.cat([crop[top_m_in_order(s, kept)] for crop, s in zip(features[image], scores[image])]))
+                image += 1
+            if len(contents) != len(spans):
+                break
+            row = splice(embeds[b], spans, contents, repeat)
+            row_class = splice(classes.ids[b], spans, [torch.full((len(c),), image_class) for c in contents], repeat)
+            rows.append(row[row_class != PAD])
+            row_classes.append(row_class[row_class != PAD])
+            sample_settings.append(
+                {"nontext_original": sum(end - start for start, end in spans), "nontext_kept": sum(len(c) for c in contents)}
+            )
+        if image != len(features) or len(rows) != embeds.shape[0]:
+            raise UsageError(f"{self.MODEL_ID}: each image needs its own run of placeholders (a separator between adjacent images)")
+        class_ids = left_pad_stack(row_classes, PAD)
+        return Prepared(
+            {"inputs_embeds": left_pad_stack(rows, 0.0), "attention_mask": (class_ids != PAD).long()},
+            PositionClasses(classes.names, class_ids),
+            sample_settings,
+        )
