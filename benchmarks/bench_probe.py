@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from common import parser_for
+
 SHAPES = {
     # mid-size random model of the issue: 8 layers, hidden 512, 8 heads
     "mid": dict(num_layers=8, hidden_size=512, num_heads=8, num_kv_heads=8, vocab_size=32064),
@@ -112,10 +114,7 @@ def run_one(args) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=SHAPES, default="mid")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser = parser_for(__doc__, SHAPES)
     parser.add_argument("--lengths", type=int, nargs="+", default=[700, 1024, 4096, 16384])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--new-tokens", type=int, default=32)
