@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
@@ -33,8 +34,9 @@ class Sweep:
 
 def save(figure: Figure, out_dir: Path, name: str) -> list[Path]:
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
-    for path in paths:
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+    with rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable and editable
+        for path in paths:
+            figure.savefig(path, dpi=150, bbox_inches="tight")
     return paths
 
 
@@ -136,10 +138,11 @@ def sweeps(rows: list[Row], factor: str) -> list[Sweep]:
 def sweep_figure(found: list[Sweep], factor: str, aggregation: str, out_dir: Path) -> list[Path]:
     figure = Figure(figsize=(12, 4.5))
     axes = figure.subplots(1, 2)
+    span = max(value for sweep in found for value, _ in sweep.points) - min(value for sweep in found for value, _ in sweep.points)
     for i, sweep in enumerate(found):
-        x = [value for value, _ in sweep.points]
         for ax, metric in zip(axes, METRICS):
-            for group in GROUPS:
+            for g, group in enumerate(GROUPS):
+                x = [value + (g - 1) * 0.01 * span for value, _ in sweep.points]  # dodge so whiskers do not overlap
                 values, errors = error_bars([row for _, row in sweep.points], f"{metric}_{group}")
                 ax.errorbar(x, values, yerr=errors, marker=MARKERS[i % len(MARKERS)], capsize=3, color=GROUP_COLOURS[group], label=f"{sweep.label}: {group}")
     for ax, metric in zip(axes, METRICS):

@@ -9,7 +9,7 @@ from typing import Callable, TextIO
 class Progress:
     """Prints ``label NN% (done of total unit)`` at every tenth of ``total``, when enabled."""
 
-    def __init__(self, label: str, total: float, enabled: bool, describe: Callable[[float], str] = str, stream: TextIO | None = None):
+    def __init__(self, label: str, total: float, enabled: bool, describe: Callable[[float], str] = "{:g}".format, stream: TextIO | None = None):
         self.label = label
         self.total = total
         self.enabled = enabled and total > 0

@@ -132,7 +132,7 @@ def find_results_files(paths: Iterable[str | Path], notes: list[str]) -> list[Pa
             raise UsageError(f"{given} is not an lmms-eval output: pass a folder, a *_results.json or a *_samples_<task>.jsonl file")
         for log in logs:
             if not results_file_of(log).is_file():
-                notes.append(f"skipped {log}: no results file beside it (expected {results_file_of(log).name})")
+                notes.append(f"skipped {log.resolve()}: no results file beside it (expected {results_file_of(log).name})")
         for candidate in candidates:
             if candidate.is_file():
                 found.setdefault(candidate.resolve())

@@ -173,7 +173,7 @@ def build_rows(runs: list[Run], aggregation: str, resamples: int, seed: int, sho
     """One row per run, in the order model, dataset (group before its tasks), setting."""
     notes: list[str] = []
     draws = sum(len(run.samples or ()) for run in runs) * resamples
-    progress = Progress("bootstrap", len(runs), show_progress or draws >= LARGE_BOOTSTRAP, lambda n: f"{n:.0f} runs")
+    progress = Progress("bootstrapping runs", len(runs), show_progress or draws >= LARGE_BOOTSTRAP)
     rows = []
     for run in runs:
         if run.samples:
