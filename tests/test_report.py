@@ -246,6 +246,9 @@ def test_bad_input_names_the_fix(tmp_path):
     assert status == 2 and "does not exist; pass lmms-eval --output_path folders" in stderr
     status, _, stderr = report(tmp_path)
     assert status == 2 and "no lmms-eval results (*_results.json)" in stderr and "--output_path" in stderr
+    (tmp_path / "20260101_000000_results.json").write_text("{}")
+    status, _, stderr = report(tmp_path)
+    assert status == 2 and "no readable run; rerun lmms-eval" in stderr and "20260101_000000_results.json: not an lmms-eval results file" in stderr
 
 
 def test_report_needs_neither_torch_nor_lmms_eval():
@@ -321,9 +324,12 @@ class TableRows(HTMLParser):
         super().__init__()
         self.rows: list[dict] = []
         self.in_body = False
+        self.sorted_by = None  # (column key, "ascending" / "descending") the page shows
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if tag == "th" and "aria-sort" in attrs:
+            self.sorted_by = (attrs["data-key"], attrs["aria-sort"])
         if tag == "tbody":
             self.in_body = True
         elif tag == "tr" and self.in_body:
@@ -336,7 +342,7 @@ class TableRows(HTMLParser):
             self.in_body = False
 
 
-def rows_in_chromium(page: Path, fragment: str, profile: Path) -> list[dict]:
+def rows_in_chromium(page: Path, fragment: str, profile: Path) -> TableRows:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     assert browser, "chromium is missing: run scripts/ensure-chromium.sh (apt-get install -y chromium)"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -344,16 +350,19 @@ def rows_in_chromium(page: Path, fragment: str, profile: Path) -> list[dict]:
     assert done.returncode == 0, done.stderr[-2000:]
     parser = TableRows()
     parser.feed(done.stdout)
-    return parser.rows
+    return parser
 
 
 def test_html_page_sorts_by_any_column_in_chromium(default_report, tmp_path):
     page = default_report["out"] / "leaderboard.html"
     csv_rows = default_report["rows"]
     unsorted = rows_in_chromium(page, "", tmp_path)
-    assert [(r["model"], r["dataset"], r["mdi_late"]) for r in unsorted] == [(r["model"], r["dataset"], r["mdi_late"]) for r in csv_rows]
+    assert unsorted.sorted_by is None
+    assert [(r["model"], r["dataset"], r["mdi_late"]) for r in unsorted.rows] == [(r["model"], r["dataset"], r["mdi_late"]) for r in csv_rows]
     for key, descending in (("mdi_late", False), ("accuracy", True), ("aei_early", True), ("model", True)):
-        shown = [r[key] for r in rows_in_chromium(page, f"#sort={key}{':desc' if descending else ''}", tmp_path)]
+        page_state = rows_in_chromium(page, f"#sort={key}{':desc' if descending else ''}", tmp_path)
+        assert page_state.sorted_by == (key, "descending" if descending else "ascending")
+        shown = [r[key] for r in page_state.rows]
         filled = [v for v in shown if v != ""]
         assert shown == filled + [""] * (len(shown) - len(filled)), key  # empty cells last
         if key == "model":

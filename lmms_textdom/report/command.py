@@ -34,7 +34,7 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     loaded = load_runs(args.paths, args.progress)
     runs, duplicate_notes = keep_latest(loaded.runs)
     if not runs:
-        raise UsageError("none of the results files could be read (see the notes above); rerun lmms-eval or pass other files")
+        raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
     rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
     notes = loaded.notes + duplicate_notes + table_notes
     out: Path = args.out

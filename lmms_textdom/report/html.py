@@ -1,8 +1,9 @@
 """The table as one self-contained HTML page: click a header to sort by it (again to reverse).
 
 Each cell carries its sortable value in ``data-value``; empty cells sort last either way. The page
-opens sorted when its address ends in ``#sort=<column key>`` or ``#sort=<column key>:desc``, and a
-click writes that fragment, so a sorted view can be shared as a link.
+opens sorted when its address ends in ``#sort=<column key>`` or ``#sort=<column key>:desc`` (by
+clicking that header once or twice), and a click writes that fragment, so a sorted view can be
+shared as a link.
 """
 
 from __future__ import annotations
@@ -48,8 +49,13 @@ SCRIPT = """
     sortBy(th.dataset.key, descending);
     history.replaceState(null, "", "#sort=" + th.dataset.key + (descending ? ":desc" : ""));
   }));
+  // a #sort= fragment is applied by clicking its header, exactly as a reader would
   const wanted = /^#sort=([A-Za-z0-9_]+)(:desc)?$/.exec(location.hash);
-  if (wanted) sortBy(wanted[1], Boolean(wanted[2]));
+  const header = wanted && headers.find(th => th.dataset.key === wanted[1]);
+  if (header) {
+    header.click();
+    if (wanted[2]) header.click();
+  }
 })();
 """
 
