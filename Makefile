@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) -m lmms_textdom demo
 
 test: $(STAMP)
+	scripts/ensure-chromium.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -171,21 +171,25 @@ def aggregate(values: Iterable[float | None], method: str = "mean") -> Aggregate
     return Aggregate(value, len(defined), missing)
 
 
-def aggregate_samples(samples: Sequence[SampleStats], method: str = "mean") -> dict[str, Aggregate]:
-    """``{"mdi_early": Aggregate, ...}`` over samples of one model, by any of ``AGGREGATIONS``."""
+def _check_aggregation(method: str) -> None:
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+
+
+def aggregate_layers(samples: Sequence[SampleStats], layers: Sequence[int], method: str = "mean") -> dict[str, Aggregate]:
+    """``{"mdi": Aggregate, "aei": Aggregate}`` over samples, each sample's masses summed over ``layers``."""
+    _check_aggregation(method)
+    if method == "pooled":
+        unit, used, skipped = pooled_dominance(samples, layers)
+        return {m: Aggregate(getattr(unit, m), used, skipped) for m in METRICS}
+    per_sample = [sample_dominance(s, layers) for s in samples]
+    return {m: aggregate((getattr(d, m) for d in per_sample), method) for m in METRICS}
+
+
+def aggregate_samples(samples: Sequence[SampleStats], method: str = "mean") -> dict[str, Aggregate]:
+    """``{"mdi_early": Aggregate, ...}`` over samples of one model, by any of ``AGGREGATIONS``."""
+    _check_aggregation(method)
     if not samples:
         return {f"{m}_{g}": Aggregate(None, 0, 0) for m in METRICS for g in GROUPS}
-    groups = layer_groups(samples[0].num_layers)
-    out: dict[str, Aggregate] = {}
-    for g, idx in groups.items():
-        if method == "pooled":
-            unit, used, skipped = pooled_dominance(samples, idx)
-            for m in METRICS:
-                out[f"{m}_{g}"] = Aggregate(getattr(unit, m), used, skipped)
-        else:
-            per_sample = [sample_dominance(s, idx) for s in samples]
-            for m in METRICS:
-                out[f"{m}_{g}"] = aggregate((getattr(d, m) for d in per_sample), method)
-    return {f"{m}_{g}": out[f"{m}_{g}"] for m in METRICS for g in GROUPS}
+    by_group = {g: aggregate_layers(samples, idx, method) for g, idx in layer_groups(samples[0].num_layers).items()}
+    return {f"{m}_{g}": by_group[g][m] for m in METRICS for g in GROUPS}

@@ -86,3 +86,22 @@ def run_table2(
     print(f"\nTable 2 layout ({model}, {task}; MDI / AEI per layer group, mean over samples):\n")
     print(table)
     return table
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--pretrained", help="checkpoint (hub id or folder); default: the tiny built-in model, offline")
+    parser.add_argument("--model", default="llava_hf_textdom")
+    parser.add_argument("--tasks", default="mmmu_pro_textdom")
+    parser.add_argument("--ratios", type=float, nargs="+", help="pruning ratios (default 0 0.75 0.9 0.95; 0 with --repeats)")
+    parser.add_argument("--repeats", type=int, nargs="+", default=[1], help="non-text replication factors, e.g. 1 5 10")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--limit", type=int, help="documents per task (quick looks only)")
+    parser.add_argument("--output", type=Path, help="folder for the runs (default .textdom-cache/runs/table2)")
+
+
+def run_from_args(args) -> str:
+    return run_table2(
+        pretrained=args.pretrained, tasks=args.tasks, ratios=args.ratios, repeats=args.repeats, output=args.output,
+        batch_size=args.batch_size, device=args.device, model=args.model, limit=args.limit,
+    )  # fmt: skip

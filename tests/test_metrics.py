@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lmms_textdom.metrics import (
     MISSING,
     aggregate,
+    aggregate_layers,
     aggregate_samples,
     dominance,
     layer_groups,
@@ -182,6 +183,19 @@ def test_aggregate_samples_methods():
     assert list(mean) == [f"{m}_{g}" for m in ("mdi", "aei") for g in ("early", "middle", "late")]
     with pytest.raises(ValueError, match="pooled"):
         aggregate_samples([a], "sum")
+
+
+def test_aggregate_layers_on_one_layer_matches_the_per_layer_values():
+    a = make_stats([1, 2, 3, 4], [4, 3, 2, 1], counts=(10, 20), rows=2)
+    b = make_stats([2, 2, 2, 2], [1, 2, 3, 4], counts=(5, 30), rows=3)
+    for layer in range(4):
+        mean = aggregate_layers([a, b], [layer])
+        expected = [summarize(s).layers[layer] for s in (a, b)]
+        assert mean["mdi"].value == pytest.approx((expected[0].mdi + expected[1].mdi) / 2)
+        assert mean["aei"].value == pytest.approx((expected[0].aei + expected[1].aei) / 2)
+        assert aggregate_layers([a, b], [layer], "pooled")["mdi"].value == pytest.approx(pooled_dominance([a, b], [layer])[0].mdi)
+    with pytest.raises(ValueError, match="geomean"):
+        aggregate_layers([a], [0], "sum")
 
 
 def test_stats_round_trip_and_validation():

@@ -1,0 +1,57 @@
+"""``lmms-textdom report``: read runs, print the table, write CSV, HTML and figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmms_textdom.errors import UsageError
+from lmms_textdom.metrics import AGGREGATIONS
+from lmms_textdom.report import html, render
+from lmms_textdom.report.duplicates import keep_latest
+from lmms_textdom.report.runs import load_runs
+from lmms_textdom.report.table import build_rows, caption
+
+DEFAULT_OUT = Path("textdom-report")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="lmms-eval --output_path folders, *_results.json or *_samples_<task>.jsonl files")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder for the CSV, HTML and figures (default: {DEFAULT_OUT})")
+    parser.add_argument("--aggregation", choices=AGGREGATIONS, default="mean", help="how per-sample values become one cell (default: mean)")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per run; 0 = no intervals (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--layer-runs", nargs="+", metavar="TEXT", help='runs in the per-layer figure: text found in "model dataset setting"')
+    parser.add_argument("--no-figures", action="store_true", help="write the table only")
+    parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
+
+
+def run_report(args: argparse.Namespace) -> list[Path]:
+    """Everything the command does; returns the files written."""
+    if args.resamples < 0:
+        raise UsageError(f"--resamples must be 0 (no intervals) or more, got {args.resamples}")
+    loaded = load_runs(args.paths, args.progress)
+    runs, duplicate_notes = keep_latest(loaded.runs)
+    if not runs:
+        raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
+    rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
+    notes = loaded.notes + duplicate_notes + table_notes
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard.html"]
+    if not args.no_figures:
+        from lmms_textdom.report import figures  # matplotlib loads only when figures are drawn
+
+        figure_files, figure_notes = figures.draw_all(rows, args.aggregation, out / "figures", args.layer_runs)
+        written += figure_files
+        notes += figure_notes
+    for note in notes:
+        print(f"lmms-textdom report: {note}", file=sys.stderr)
+    title = caption(args.aggregation, args.resamples, args.seed)
+    print(render.markdown(rows, title, []))  # the notes went to stderr just above
+    written[0].write_text(render.markdown(rows, title, notes))
+    render.write_csv(rows, args.aggregation, written[1])
+    written[2].write_text(html.page(rows, title, notes))
+    print("wrote:\n" + "\n".join(f"  {path}" for path in written))
+    return written
