@@ -10,7 +10,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from lmms_textdom.errors import UsageError
 from lmms_textdom.judge import ChatJudge, JudgeConfig
@@ -26,14 +25,6 @@ def config(server: ChatServer, cache: Path | None = None, **changes) -> JudgeCon
 
 def echo(body: dict) -> Answer:
     return Answer(text=f"seen: {user_message(body)}")
-
-
-@pytest.fixture()
-def warnings():
-    seen: list[str] = []
-    sink = logger.add(lambda message: seen.append(str(message)), level="WARNING")
-    yield seen
-    logger.remove(sink)
 
 
 def test_request_is_a_chat_completion_and_the_reply_its_content():
@@ -67,13 +58,13 @@ def test_cached_judgement_makes_no_second_request(tmp_path):
     assert entry == {"request": ["judge-1", SYSTEM, "b"], "reply": "seen: b"}
 
 
-def test_server_error_is_retried_then_fails_and_is_not_cached(tmp_path, warnings):
+def test_server_error_is_retried_then_fails_and_is_not_cached(tmp_path, logged_warnings):
     failing = itertools.count()
     with ChatServer(lambda body: Answer(status=500) if next(failing) < 3 else Answer(text="3")) as server:
         assert ChatJudge(config(server, tmp_path)).reply(SYSTEM, "u") is None
         assert server.count == 3, "attempts=3 requests, then failure"
         assert ChatJudge(config(server, tmp_path)).reply(SYSTEM, "u") == "3", "a failure is asked again on the next run"
-    assert any("HTTP 500" in w for w in warnings)
+    assert any("HTTP 500" in w for w in logged_warnings)
 
 
 def test_rate_limit_is_retried_until_answered():
@@ -83,22 +74,22 @@ def test_rate_limit_is_retried_until_answered():
         assert server.count == 3
 
 
-def test_client_error_fails_at_once_and_warns_once(warnings):
+def test_client_error_fails_at_once_and_warns_once(logged_warnings):
     with ChatServer(lambda body: Answer(status=401)) as server:
         judge = ChatJudge(config(server))
         assert judge.reply(SYSTEM, "u1") is None and judge.reply(SYSTEM, "u2") is None
         assert server.count == 2, "a refused key is not retried"
-    assert len([w for w in warnings if "HTTP 401" in w]) == 1
+    assert len([w for w in logged_warnings if "HTTP 401" in w]) == 1
 
 
-def test_time_out_is_retried_a_bounded_number_of_times(warnings):
+def test_time_out_is_retried_a_bounded_number_of_times(logged_warnings):
     with ChatServer(lambda body: Answer(text="2", delay_s=3.0)) as server:
         start = time.monotonic()
         assert ChatJudge(config(server, timeout_s=0.2, attempts=2)).reply(SYSTEM, "u") is None
         elapsed = time.monotonic() - start
         assert server.count == 2
     assert elapsed < 2.0
-    assert any("no reply" in w and "time-out 0.2 s" in w for w in warnings)
+    assert any("no reply" in w and "time-out 0.2 s" in w for w in logged_warnings)
 
 
 def test_reply_that_is_not_a_chat_completion_fails_without_retry():
@@ -107,11 +98,11 @@ def test_reply_that_is_not_a_chat_completion_fails_without_retry():
         assert server.count == 1
 
 
-def test_unreachable_endpoint_fails_after_the_attempts(warnings):
+def test_unreachable_endpoint_fails_after_the_attempts(logged_warnings):
     with ChatServer(echo) as server:
         url = server.url
     assert ChatJudge(JudgeConfig(base_url=url, model="m", attempts=2, backoff_s=0.01, timeout_s=1)).reply(SYSTEM, "u") is None
-    assert any("no reply" in w for w in warnings)
+    assert any("no reply" in w for w in logged_warnings)
 
 
 def test_threads_share_one_cache(tmp_path):
