@@ -74,6 +74,13 @@ def test_video_cache_variable_moves_the_videos(snapshot, tmp_path, monkeypatch):
     assert not (snapshot / "video").exists()
 
 
+def test_unwritable_video_folder_names_the_variable(snapshot, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("LMMS_TEXTDOM_VIDEO_CACHE", str(tmp_path / "a-file" / "videos"))
+    with pytest.raises(UsageError, match="set LMMS_TEXTDOM_VIDEO_CACHE to a writable folder"):
+        load_rows()
+
+
 def test_missing_folder_names_the_variable_and_the_layout(tmp_path, monkeypatch):
     monkeypatch.setenv("LMMS_TEXTDOM_DATA", str(tmp_path))
     with pytest.raises(UsageError) as caught:

@@ -2,8 +2,8 @@
 
 ``write_mmbench_video_snapshot(root)`` creates ``root/opencompass/MMBench-Video/`` with
 ``MMBench-Video.tsv`` and ``video_pkl/video_chunk_{0,1}.pkl`` (pickled ``{video name: mp4 bytes}``),
-the real file layout, so ``LMMS_TEXTDOM_DATA=root`` makes the task load it. The clips are a few
-dozen 64x64 frames of a square moving over a coloured background, encoded as H.264 mp4 with PyAV.
+the real file layout, so ``LMMS_TEXTDOM_DATA=root`` makes the task load it. Each clip is 16 frames
+(by default) of 64x64 pixels, a square moving over a coloured background, H.264 mp4 made with PyAV.
 """
 
 from __future__ import annotations
