@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from lmms_textdom.errors import UsageError, fail_loudly
 
@@ -49,18 +49,43 @@ def hub_dataset(repo_id: str, config: str | None, split: str):
         raise UsageError(f"could not load config {config!r}, split {split!r} from {where}: {exc}\n{layout_help(repo_id)}") from exc
 
 
-def docs_loader(repo_id: str, config: str | None, split: str = "test") -> Callable:
-    """A ``process_docs`` function that replaces the task's one-row stub with the real split.
+def snapshot_files(repo_id: str, patterns: list[str]) -> Path:
+    """The folder holding ``repo_id``'s files that match ``patterns`` (globs), from the snapshot or the hub.
+
+    For datasets that ``datasets.load_dataset`` cannot read (raw files such as TSVs and pickles).
+    Only the matching files are downloaded; the hub's folder is huggingface_hub's cache snapshot.
+    """
+    folder = local_snapshot(repo_id)
+    if folder is not None:
+        missing = [p for p in patterns if not any(folder.glob(p))]
+        if missing:
+            raise UsageError(f"the local snapshot {folder} has no {', '.join(missing)}.\n{layout_help(repo_id)}")
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
+    except Exception as exc:  # offline, unreachable, not found: all mean "use a local copy"
+        raise UsageError(f"could not fetch {', '.join(patterns)} of {repo_id} from the hub: {exc}\n{layout_help(repo_id)}") from exc
+
+
+def loud_process_docs(load: Callable[[], Any], name: str) -> Callable:
+    """A ``process_docs`` function that replaces the task's one-row stub with ``load()``.
 
     lmms-eval can only load a task's data from a fixed ``dataset_path``; our YAMLs load a stub and
-    this swaps in the hub copy or the local snapshot chosen at run time.
+    this swaps in the data found at run time, failing loudly when it is not there.
     """
 
     def process_docs(stub):
         try:
-            return hub_dataset(repo_id, config, split)
+            return load()
         except UsageError as exc:
             fail_loudly(exc)
 
-    process_docs.__name__ = f"load_{repo_id.replace('/', '_')}"
+    process_docs.__name__ = name
     return process_docs
+
+
+def docs_loader(repo_id: str, config: str | None, split: str = "test") -> Callable:
+    """A ``process_docs`` function loading one split of ``repo_id`` (see ``hub_dataset``)."""
+    return loud_process_docs(lambda: hub_dataset(repo_id, config, split), f"load_{repo_id.replace('/', '_')}")

@@ -57,3 +57,24 @@ def mmmu_data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_mmmu_pro_snapshot(root, rows_per_config=6)
     return root
+
+
+@pytest.fixture(scope="session")
+def mmbv_data_root(tmp_path_factory):
+    """A fabricated MMBench-Video snapshot (TSV + pickled tiny mp4s) in the hub layout; use as LMMS_TEXTDOM_DATA."""
+    from lmms_textdom.tiny.mmbench_video_data import write_mmbench_video_snapshot
+
+    root = tmp_path_factory.mktemp("mmbv")
+    write_mmbench_video_snapshot(root)
+    return root
+
+
+@pytest.fixture()
+def logged_warnings():
+    """Every warning logged through loguru (lmms-eval's logger and ours) while the test runs."""
+    from loguru import logger
+
+    seen: list[str] = []
+    sink = logger.add(lambda message: seen.append(str(message)), level="WARNING")
+    yield seen
+    logger.remove(sink)

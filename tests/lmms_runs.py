@@ -27,3 +27,13 @@ def samples_of(output: Path, task: str) -> dict[str, dict]:
     (path,) = sorted(Path(output).glob(f"**/*_samples_{task}.jsonl"))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     return {row["mmmu_acc"]["id"]: row for row in rows}
+
+
+def build_task(name: str):
+    """One of our tasks built in-process by lmms-eval's TaskManager (process_docs included)."""
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from lmms_textdom.registry import tasks_dir
+
+    manager = TaskManager("WARNING", include_path=str(tasks_dir()), include_defaults=False)
+    return get_task_dict([name], manager)[name]

@@ -39,7 +39,7 @@ def test_tasks_folder_is_installed_with_the_yaml_files():
     from lmms_textdom.registry import tasks_dir
 
     names = {p.name for p in tasks_dir().glob("*/*.yaml")}
-    assert {"mmmu_pro_textdom.yaml", "mmmu_pro_standard_textdom.yaml", "mmmu_pro_vision_textdom.yaml"} <= names
+    assert {"mmmu_pro_textdom.yaml", "mmmu_pro_standard_textdom.yaml", "mmmu_pro_vision_textdom.yaml", "mmbench_video_textdom.yaml"} <= names
 
 
 def table_values(stdout: str, row: str) -> dict[str, float]:
