@@ -15,6 +15,7 @@ from pathlib import Path
 #: model id -> adapter class path
 MODELS = {
     "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
+    "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.Qwen2AudioTextdom",
 }
 
 

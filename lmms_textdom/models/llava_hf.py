@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
@@ -30,16 +30,10 @@ class LlavaHfTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "cls"
+    MODEL_TYPE, CHECKPOINTS = "llava", "LLaVA-1.5"
 
     def check_args(self) -> None:
-        config = AutoConfig.from_pretrained(
-            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        if config.model_type != "llava":
-            raise UsageError(
-                f"{self.MODEL_ID} loads LLaVA-1.5 checkpoints (model_type 'llava'); {self.args['pretrained']} is "
-                f"model_type {config.model_type!r}"
-            )
+        config = self.checkpoint_config()
         if self.args["prune_ratio"] > 0:
             tower = config.vision_config.model_type
             if tower not in TOWERS_WITH_CLS or config.vision_feature_select_strategy != "default":
@@ -54,10 +48,7 @@ class LlavaHfTextdom(TextdomModel):
     def load(self):
         pretrained = self.args["pretrained"]
         model = LlavaForConditionalGeneration.from_pretrained(pretrained, **self.from_pretrained_kwargs())
-        processor = AutoProcessor.from_pretrained(
-            pretrained, revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        processor.tokenizer.padding_side = "left"  # decoder-only batching
+        processor = self.load_processor()
         self._cls_capture = None
         if self.args["prune_ratio"] > 0:
             attention = feature_layer_attention(model.model.vision_tower, model.config.vision_feature_layer)
