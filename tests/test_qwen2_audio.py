@@ -76,9 +76,13 @@ def test_edit_path_with_one_copy_equals_the_stock_path(adapter, requests_two):
     assert torch.equal(stock[:, prepared.inputs["input_ids"].shape[1] :], ours)
 
 
+@pytest.fixture(scope="module")
+def plain(adapter, requests_two):
+    return [json.loads(payload) for _, payload in adapter._run_batch(requests_two)]
+
+
 @pytest.mark.parametrize("repeat", [5, 10])
-def test_replication_multiplies_audio_counts_and_keeps_text(tiny_qwen2_audio_dir, adapter, requests_two, repeat):
-    plain = [json.loads(payload) for _, payload in adapter._run_batch(requests_two)]
+def test_replication_multiplies_audio_counts_and_keeps_text(tiny_qwen2_audio_dir, plain, requests_two, repeat):
     repeated_adapter = adapter_for(tiny_qwen2_audio_dir, nontext_repeat=repeat)
     repeated = [json.loads(payload) for _, payload in repeated_adapter._run_batch(requests_two)]
     for p, r, audio_tokens in zip(plain, repeated, (25, 35)):
@@ -104,6 +108,13 @@ def test_prompt_formats(tiny_qwen2_audio_dir, adapter):
     assert raw.prompt(PROMPT, 2) == CLIP + CLIP + PROMPT
     (text, payload), = raw._run_batch([Request(PROMPT, [audio_item(3, 1.0)], {}, {"max_new_tokens": 2})])
     assert json.loads(payload)["settings"]["prompt_format"] == "raw"
+
+
+def test_a_chat_template_that_drops_the_audio_names_the_fix(tiny_qwen2_audio_dir):
+    adapter = adapter_for(tiny_qwen2_audio_dir)
+    adapter.processor.chat_template = "{% for m in messages %}{{ m['content'][-1]['text'] }}{% endfor %}"
+    with pytest.raises(UsageError, match="chat template wrote 0 <\\|AUDIO\\|> placeholders for 1 clips; pass prompt_format=raw"):
+        adapter.prepare([Request(PROMPT, [audio_item(4, 0.6)], {}, {})])
 
 
 def test_pruning_is_not_an_audio_model_arg(tmp_path):

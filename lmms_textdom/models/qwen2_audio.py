@@ -15,6 +15,7 @@ from transformers import Qwen2AudioForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 
 from lmms_textdom.audio import clip_at_rate
+from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
@@ -46,8 +47,15 @@ class Qwen2AudioTextdom(TextdomModel):
         if self.args["prompt_format"] == "raw":
             clip = self.processor.audio_bos_token + self.processor.audio_token + self.processor.audio_eos_token
             return clip * num_audios + text
-        content = [{"type": "audio"}] * num_audios + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        # Qwen2-Audio's own template spots audio items by an "audio_url" key; the clips go in separately.
+        content = [{"type": "audio", "audio_url": "clip"}] * num_audios + [{"type": "text", "text": text}]
+        prompt = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        if prompt.count(self.processor.audio_token) != num_audios:
+            raise UsageError(
+                f"{self.MODEL_ID}: the checkpoint's chat template wrote {prompt.count(self.processor.audio_token)} "
+                f"{self.processor.audio_token} placeholders for {num_audios} clips; pass prompt_format=raw"
+            )
+        return prompt
 
     def prepare(self, batch: list[Request]) -> Prepared:
         rate = self.processor.feature_extractor.sampling_rate

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import torch
 from transformers import (
     Qwen2AudioConfig,
     Qwen2AudioEncoderConfig,
@@ -15,11 +13,26 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
+from lmms_textdom.tiny.common import instantiate, language_model_fields, save_checkpoint
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
 AUDIO_TOKEN = "<|AUDIO|>"
 SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>", "<|audio_bos|>", AUDIO_TOKEN, "<|audio_eos|>"]
 SAMPLING_RATE = 16000
+# The chat template Qwen2-Audio-7B-Instruct ships. Unlike transformers' built-in default it spots an
+# audio item by an "audio" or "audio_url" key, not by its type: {"type": "audio"} alone is dropped.
+CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if 'audio' in content or 'audio_url' in content %}{% set audio_count.value = audio_count.value + 1 %}"
+    "Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def build_qwen2_audio(
@@ -34,7 +47,7 @@ def build_qwen2_audio(
 ):
     """Returns (model, processor). One second of 16 kHz audio expands to 25 ``<|AUDIO|>`` tokens.
 
-    The processor keeps its default chat template (system prompt, then "Audio 1: <|audio_bos|>...").
+    The processor carries the Instruct checkpoint's chat template (system prompt, then "Audio 1: <|audio_bos|>...").
     """
     tok = build_tokenizer(SPECIAL_TOKENS)
     # 128 mel bins as in Qwen2-Audio (Whisper's default is 80); 30 s windows of 3000 frames.
@@ -47,32 +60,12 @@ def build_qwen2_audio(
         d_model=hidden_size,
         max_source_positions=1500,
     )
-    text = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=32768,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        # Larger than the default 0.02 so greedy choices are decisive, not near-ties.
-        initializer_range=initializer_range,
-    )
+    text = Qwen2Config(**language_model_fields(tok, num_layers, hidden_size, num_heads, num_kv_heads, initializer_range))
     config = Qwen2AudioConfig(audio_config=audio, text_config=text, audio_token_index=tok.convert_tokens_to_ids(AUDIO_TOKEN))
-    torch.manual_seed(seed)
-    # _from_config keeps and mutates the config object: always hand it a copy.
-    model = Qwen2AudioForConditionalGeneration._from_config(copy.deepcopy(config), attn_implementation=attn_implementation).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model, Qwen2AudioProcessor(feature_extractor=features, tokenizer=tok)
+    model = instantiate(Qwen2AudioForConditionalGeneration, config, tok, seed, attn_implementation)
+    return model, Qwen2AudioProcessor(feature_extractor=features, tokenizer=tok, chat_template=CHAT_TEMPLATE)
 
 
 def save_qwen2_audio(path: str | Path, **kwargs) -> Path:
     """Build a tiny Qwen2-Audio and save it as a checkpoint folder that ``from_pretrained`` loads."""
-    path = Path(path)
-    model, processor = build_qwen2_audio(**kwargs)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_checkpoint(build_qwen2_audio, path, **kwargs)
