@@ -78,6 +78,5 @@ def iemocap_data_root(tmp_path_factory):
     """A fabricated IEMOCAP snapshot (5 sessions x 2 utterances) in the hub layout; use as LMMS_TEXTDOM_DATA."""
     from lmms_textdom.tiny.iemocap_data import write_iemocap_snapshot
 
-    root = tmp_path_factory.mktemp("data")
-    write_iemocap_snapshot(root, rows_per_session=2)
-    return root
+    folder = write_iemocap_snapshot(tmp_path_factory.mktemp("data"), rows_per_session=2)
+    return folder.parents[1]  # the root above Zahra99/IEMOCAP_Audio
