@@ -16,6 +16,7 @@ from pathlib import Path
 MODELS = {
     "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
     "llava_next_textdom": "lmms_textdom.models.llava_next_hf.LlavaNextTextdom",
+    "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.Qwen2AudioTextdom",
 }
 
 

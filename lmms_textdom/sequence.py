@@ -42,6 +42,27 @@ def split_span(span: tuple[int, int], sizes: Sequence[int]) -> list[tuple[int, i
     return pieces
 
 
+def unit_spans(class_ids: torch.Tensor, unit_sizes: Sequence[int]) -> list[list[tuple[int, int]]]:
+    """Per sample, the (start, end) of every non-text unit (one image, one audio clip), in order.
+
+    ``unit_sizes`` are the units' token counts in batch order, the order in which processors lay out
+    their placeholders; one run of a class may hold several adjacent units.
+    """
+    per_sample, unit = [], 0
+    for row in class_ids:
+        spans: list[tuple[int, int]] = []
+        for start, end in nontext_spans(row):
+            first = last = unit + len(spans)
+            while sum(unit_sizes[first:last]) < end - start and last < len(unit_sizes):
+                last += 1
+            spans += split_span((start, end), unit_sizes[first:last])
+        unit += len(spans)
+        per_sample.append(spans)
+    if unit != len(unit_sizes):
+        raise ValueError(f"{len(unit_sizes)} non-text units given, but the placeholders hold {unit}")
+    return per_sample
+
+
 def plan_positions(
     class_ids: torch.Tensor, spans: Sequence[tuple[int, int]], span_keep: Sequence[torch.Tensor | None], repeat: int = 1
 ) -> torch.Tensor:

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from lmms_textdom.tiny import build_llama, build_llava
+from lmms_textdom.tiny.iemocap_data import synthetic_clip
 
 
 def random_image(seed: int, size: int = 30) -> Image.Image:
@@ -78,3 +79,25 @@ def logged_warnings():
     sink = logger.add(lambda message: seen.append(str(message)), level="WARNING")
     yield seen
     logger.remove(sink)
+
+
+def audio_item(seed: int, seconds: float, rate: int = 16000) -> dict:
+    """One ``doc_to_visual`` audio item, as audio tasks hand it to a model."""
+    return {"array": synthetic_clip(seed, seconds, rate), "sampling_rate": rate}
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_audio_dir(tmp_path_factory):
+    """A saved tiny Qwen2-Audio checkpoint (4 language-model layers), loaded through from_pretrained."""
+    from lmms_textdom.tiny.qwen2_audio import save_qwen2_audio
+
+    return save_qwen2_audio(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2-audio", num_layers=4)
+
+
+@pytest.fixture(scope="session")
+def iemocap_data_root(tmp_path_factory):
+    """A fabricated IEMOCAP snapshot (5 sessions x 2 utterances) in the hub layout; use as LMMS_TEXTDOM_DATA."""
+    from lmms_textdom.tiny.iemocap_data import write_iemocap_snapshot
+
+    folder = write_iemocap_snapshot(tmp_path_factory.mktemp("data"), rows_per_session=2)
+    return folder.parents[1]  # the root above Zahra99/IEMOCAP_Audio

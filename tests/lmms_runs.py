@@ -22,11 +22,12 @@ def results_of(output: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def samples_of(output: Path, task: str) -> dict[str, dict]:
-    """The sample log of ``task``, keyed by question id (logs come ordered by rank, not doc)."""
+def samples_of(output: Path, task: str, key=lambda row: row["mmmu_acc"]["id"]) -> dict:
+    """The sample log of ``task``, keyed by ``key(row)``, by default the MMMU-Pro question id (logs come
+    ordered by rank, not doc)."""
     (path,) = sorted(Path(output).glob(f"**/*_samples_{task}.jsonl"))
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return {row["mmmu_acc"]["id"]: row for row in rows}
+    return {key(row): row for row in rows}
 
 
 def build_task(name: str):

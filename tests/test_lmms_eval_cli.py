@@ -160,5 +160,5 @@ def test_task_list_shows_our_tasks(tmp_path):
 
     done = subprocess.run([sys.executable, "-m", "lmms_eval", "--tasks", "list"], env=offline_env(), capture_output=True, text=True, timeout=600)
     listed = done.stdout + done.stderr
-    for task in ("mmmu_pro_textdom", *SUBTASKS, "mmmu_pro_standard4_textdom", "mmmu_pro_vision_textdom_cot", "mmbench_video_textdom"):
+    for task in ("mmmu_pro_textdom", *SUBTASKS, "mmmu_pro_standard4_textdom", "mmmu_pro_vision_textdom_cot", "mmbench_video_textdom", "iemocap_textdom"):
         assert f" - {task}\n" in listed, task

@@ -31,7 +31,7 @@ def middle_is_image(inputs) -> PositionClasses:
 
 def assert_matches_eager(model, inputs, classes, pad_token_id):
     out, probe = probe_generate(model, inputs, classes)
-    prompt_len = inputs["input_ids"].shape[1]
+    prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0  # no prompt ids from embeddings
     lengths = output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, pad_token_id)
     stats = probe.stats(lengths)
     sequences, expected = eager_class_masses(model, inputs, classes.ids, len(classes.names), lengths, NEW_TOKENS)

@@ -12,7 +12,7 @@ from lmms_textdom.errors import UsageError
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.llava_hf import LlavaHfTextdom
 from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
-from lmms_textdom.sequence import nontext_spans, plan_positions, split_span
+from lmms_textdom.sequence import nontext_spans, plan_positions, split_span, unit_spans
 from tests.conftest import random_image
 
 NEW_TOKENS = 6
@@ -64,6 +64,16 @@ def test_spans_and_positions():
     assert split_span((2, 8), [2, 4]) == [(2, 4), (4, 8)]
     with pytest.raises(ValueError, match="cannot hold pieces"):
         split_span((2, 8), [2, 2])
+
+
+def test_unit_spans_split_adjacent_units_and_check_the_count():
+    ids = torch.tensor([[0, 1, 1, 1, 0, 1, 1], [-1, 0, 1, 1, 0, 0, 0]])
+    assert unit_spans(ids, [2, 1, 2, 2]) == [[(1, 3), (3, 4), (5, 7)], [(2, 4)]]
+    with pytest.raises(ValueError, match="5 non-text units given, but the placeholders hold 4"):
+        unit_spans(ids, [2, 1, 2, 2, 5])
+    for sizes in ([3, 3, 2], [3]):  # a unit too large for its run, units missing
+        with pytest.raises(ValueError, match="cannot hold pieces"):
+            unit_spans(ids, sizes)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch
 from loguru import logger
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
+from transformers import AutoConfig, AutoProcessor
 
 from lmms_textdom.errors import UsageError, fail_loudly
 from lmms_textdom.hook import encode_payload
@@ -110,6 +111,7 @@ class TextdomModel(lmms):
 
     def check_args(self) -> None:
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
+        self.checkpoint_config()
 
     def load(self):
         """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
@@ -137,6 +139,32 @@ class TextdomModel(lmms):
     def edits_nontext(self) -> bool:
         """Whether pruning or replication changes the non-text part of the input."""
         return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
+
+    # ----- helpers for families ------------------------------------------------------------------
+
+    #: the checkpoints' ``model_type`` and what to call them in errors, e.g. ("llava", "LLaVA-1.5")
+    MODEL_TYPE: str | None = None
+    CHECKPOINTS = ""
+
+    def checkpoint_config(self):
+        """The checkpoint's config (no weights), after checking that it is of this family's ``MODEL_TYPE``."""
+        config = AutoConfig.from_pretrained(
+            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
+        )
+        if self.MODEL_TYPE is not None and config.model_type != self.MODEL_TYPE:
+            raise UsageError(
+                f"{self.MODEL_ID} loads {self.CHECKPOINTS} checkpoints (model_type {self.MODEL_TYPE!r}); "
+                f"{self.args['pretrained']} is model_type {config.model_type!r}"
+            )
+        return config
+
+    def load_processor(self):
+        """The checkpoint's processor, its tokenizer padding on the left (decoder-only batching)."""
+        processor = AutoProcessor.from_pretrained(
+            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
+        )
+        processor.tokenizer.padding_side = "left"
+        return processor
 
     # ----- plumbing ------------------------------------------------------------------------------
 

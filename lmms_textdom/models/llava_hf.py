@@ -11,14 +11,14 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+from transformers import LlavaForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PAD, PositionClasses, classify_tokens
+from lmms_textdom.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.edits import edited_prepared
 from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
-from lmms_textdom.sequence import gather_left_padded, nontext_spans, plan_positions, split_span
 
 # LLaVA-1.5's conversation format, for checkpoints whose processor carries no chat template.
 FALLBACK_PROMPT = "USER: {images}{text} ASSISTANT:"
@@ -30,17 +30,10 @@ class LlavaHfTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "cls"
-    MODEL_TYPE, MODEL_NAME, MODEL_CLASS = "llava", "LLaVA-1.5", LlavaForConditionalGeneration
+    MODEL_TYPE, CHECKPOINTS, MODEL_CLASS = "llava", "LLaVA-1.5", LlavaForConditionalGeneration
 
     def check_args(self) -> None:
-        config = AutoConfig.from_pretrained(
-            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        if config.model_type != self.MODEL_TYPE:
-            raise UsageError(
-                f"{self.MODEL_ID} loads {self.MODEL_NAME} checkpoints (model_type {self.MODEL_TYPE!r}); "
-                f"{self.args['pretrained']} is model_type {config.model_type!r}"
-            )
+        config = self.checkpoint_config()
         if self.args["prune_ratio"] > 0:
             tower = config.vision_config.model_type
             if tower not in TOWERS_WITH_CLS or config.vision_feature_select_strategy != "default":
@@ -55,10 +48,7 @@ class LlavaHfTextdom(TextdomModel):
     def load(self):
         pretrained = self.args["pretrained"]
         model = self.MODEL_CLASS.from_pretrained(pretrained, **self.from_pretrained_kwargs())
-        processor = AutoProcessor.from_pretrained(
-            pretrained, revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        processor.tokenizer.padding_side = "left"  # decoder-only batching
+        processor = self.load_processor()
         self._cls_capture = None
         if self.args["prune_ratio"] > 0:
             attention = feature_layer_attention(model.model.vision_tower, model.config.vision_feature_layer)
@@ -100,42 +90,13 @@ class LlavaHfTextdom(TextdomModel):
         features = out.pooler_output if hasattr(out, "pooler_output") else out
         return list(features), capture.scores if capture else None
 
-    def merged_embeddings(self, ids: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
-        """Token embeddings with the image features written over their placeholders, as the model does."""
-        embeds = self.model.get_input_embeddings()(ids)
-        embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
-        return embeds
-
     @torch.inference_mode()
     def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
-        ratio, repeat = self.args["prune_ratio"], self.args["nontext_repeat"]
+        ratio = self.args["prune_ratio"]
         ids = inputs["input_ids"].to(self.device)
         features, scores = self.image_features(inputs)
-        embeds = self.merged_embeddings(ids, features)
+        embeds = self.model.get_input_embeddings()(ids)
+        embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
         sizes = [f.shape[0] for f in features]
-        positions, sample_settings = [], []
-        image = 0  # images are consumed in batch order, as the processor laid out their placeholders
-        for b in range(ids.shape[0]):
-            spans = []
-            for run in nontext_spans(classes.ids[b]):
-                first = last = image + len(spans)
-                while sum(sizes[first:last]) < run[1] - run[0]:  # a run may hold several adjacent images
-                    last += 1
-                spans += split_span(run, sizes[first:last])
-            keep = []
-            for start, end in spans:
-                keep.append(top_m_in_order(scores[image], kept_count(end - start, ratio)) if ratio > 0 else None)
-                image += 1
-            positions.append(plan_positions(classes.ids[b], spans, keep, repeat))
-            original = sum(end - start for start, end in spans)
-            kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
-            sample_settings.append({"nontext_original": original, "nontext_kept": kept})
-        edited = gather_left_padded(
-            positions,
-            {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0), "class_ids": (classes.ids, PAD)},
-        )
-        return Prepared(
-            {"inputs_embeds": edited["inputs_embeds"], "attention_mask": edited["attention_mask"]},
-            PositionClasses(classes.names, edited["class_ids"]),
-            sample_settings,
-        )
+        keep = [top_m_in_order(scores[i], kept_count(n, ratio)) for i, n in enumerate(sizes)] if ratio > 0 else None
+        return edited_prepared(embeds, inputs["attention_mask"], classes, sizes, self.args["nontext_repeat"], keep)

@@ -24,7 +24,7 @@ from lmms_textdom.sequence import left_pad_stack, nontext_spans, splice
 class LlavaNextTextdom(LlavaHfTextdom):
     MODEL_ID = "llava_next_textdom"
     DEFAULT_PRETRAINED = "llava-hf/llava-v1.6-vicuna-7b-hf"
-    MODEL_TYPE, MODEL_NAME, MODEL_CLASS = "llava_next", "LLaVA-NeXT", LlavaNextForConditionalGeneration
+    MODEL_TYPE, CHECKPOINTS, MODEL_CLASS = "llava_next", "LLaVA-NeXT", LlavaNextForConditionalGeneration
 
     def image_feature_kwargs(self, inputs) -> dict:
         return {"image_sizes": inputs["image_sizes"].to(self.device)}

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from lmms_textdom.tiny.common import instantiate, language_model_fields
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
 
@@ -23,22 +21,6 @@ def build_llama(
 ):
     """Returns (model, tokenizer). ``vocab_size`` overrides the tokenizer's size (benchmarks)."""
     tok = tokenizer if tokenizer is not None else build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=vocab_size or len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=32768,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        # Larger than the default 0.02 so greedy choices are decisive, not near-ties.
-        initializer_range=initializer_range,
-    )
-    torch.manual_seed(seed)
-    # _from_config keeps and mutates the config object: always hand it a copy.
-    model = LlamaForCausalLM._from_config(copy.deepcopy(config), attn_implementation=attn_implementation).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
+    fields = language_model_fields(tok, num_layers, hidden_size, num_heads, num_kv_heads, initializer_range, vocab_size)
+    model = instantiate(LlamaForCausalLM, LlamaConfig(**fields), tok, seed, attn_implementation)
     return model, tok

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
-from lmms_textdom.tiny.checkpoint import save_checkpoint
+from lmms_textdom.tiny.common import instantiate, language_model_fields, save_checkpoint
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
 IMAGE_TOKEN = "<image>"
@@ -52,19 +50,7 @@ def build_llava(
         image_size=image_size,
         patch_size=patch_size,
     )
-    text = LlamaConfig(
-        vocab_size=vocab_size or len(tok),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        num_key_value_heads=num_kv_heads,
-        max_position_embeddings=32768,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        initializer_range=initializer_range,
-    )
+    text = LlamaConfig(**language_model_fields(tok, num_layers, hidden_size, num_heads, num_kv_heads, initializer_range, vocab_size))
     config = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -73,9 +59,7 @@ def build_llava(
         vision_feature_layer=-2,
         initializer_range=initializer_range,
     )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration._from_config(copy.deepcopy(config), attn_implementation=attn_implementation).eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
+    model = instantiate(LlavaForConditionalGeneration, config, tok, seed, attn_implementation)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
@@ -92,4 +76,4 @@ def build_llava(
 
 def save_llava(path: str | Path, **kwargs) -> Path:
     """Build a tiny LLaVA and save it as a checkpoint folder that ``from_pretrained`` loads."""
-    return save_checkpoint(path, *build_llava(**kwargs))
+    return save_checkpoint(build_llava, path, **kwargs)

@@ -9,7 +9,7 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-from lmms_textdom.tiny.checkpoint import save_checkpoint
+from lmms_textdom.tiny.common import save_checkpoint
 from lmms_textdom.tiny.llava import CHAT_TEMPLATE, IMAGE_TOKEN
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
@@ -48,4 +48,4 @@ def build_llava_next(num_layers: int = 4, hidden_size: int = 32, seed: int = 0, 
 
 
 def save_llava_next(path: str | Path, **kwargs) -> Path:
-    return save_checkpoint(path, *build_llava_next(**kwargs))
+    return save_checkpoint(build_llava_next, path, **kwargs)

@@ -1,0 +1,99 @@
+"""``qwen2_audio_textdom``: Qwen2-Audio checkpoints (Qwen/Qwen2-Audio-7B-Instruct, Qwen/Qwen2-Audio-7B).
+
+Audio comes from the task's ``doc_to_visual`` as ``{"array", "sampling_rate"}`` items, resampled to
+the feature extractor's 16 kHz; the processor expands each ``<|AUDIO|>`` to one token per encoder
+frame (~25 per second, clips cut at 30 s as in Qwen2-Audio's own evaluation). The class "audio"
+is read from ``config.audio_token_index``. With ``nontext_repeat`` the adapter builds the language
+model's input itself: the audio tower's projected features at the placeholder positions, each
+clip's span replicated, and ``generate`` runs on the edited ``inputs_embeds``.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Qwen2AudioForConditionalGeneration
+from transformers.masking_utils import create_bidirectional_mask
+
+from lmms_textdom.audio import clip_at_rate
+from lmms_textdom.errors import UsageError
+from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
+from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.edits import edited_prepared
+
+PROMPT_FORMAT = Arg(
+    "prompt_format", "chat",
+    "chat = the checkpoint's chat template; raw = <|audio_bos|><|AUDIO|><|audio_eos|> + text, as Qwen2-Audio's "
+    "own evaluation prompts the base Qwen2-Audio-7B",
+    choices=("chat", "raw"),
+)  # fmt: skip
+
+
+class Qwen2AudioTextdom(TextdomModel):
+    MODEL_ID = "qwen2_audio_textdom"
+    DEFAULT_PRETRAINED = "Qwen/Qwen2-Audio-7B-Instruct"
+    FAMILY_ARGS = (NONTEXT_REPEAT, PROMPT_FORMAT)
+    MODEL_TYPE, CHECKPOINTS = "qwen2_audio", "Qwen2-Audio"
+
+    def load(self):
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(self.args["pretrained"], **self.from_pretrained_kwargs())
+        return model, self.load_processor()
+
+    def settings(self) -> dict:
+        return {**super().settings(), "prompt_format": self.args["prompt_format"]}
+
+    def prompt(self, text: str, num_audios: int) -> str:
+        """Clips first, then the task's text, in the chat template or as Qwen2-Audio's raw eval prompt."""
+        if self.args["prompt_format"] == "raw":
+            clip = self.processor.audio_bos_token + self.processor.audio_token + self.processor.audio_eos_token
+            return clip * num_audios + text
+        # Qwen2-Audio's own template spots audio items by an "audio_url" key; the clips go in separately.
+        content = [{"type": "audio", "audio_url": "clip"}] * num_audios + [{"type": "text", "text": text}]
+        prompt = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        if prompt.count(self.processor.audio_token) != num_audios:
+            raise UsageError(
+                f"{self.MODEL_ID}: the checkpoint's chat template wrote {prompt.count(self.processor.audio_token)} "
+                f"{self.processor.audio_token} placeholders for {num_audios} clips; pass prompt_format=raw"
+            )
+        return prompt
+
+    def prepare(self, batch: list[Request]) -> Prepared:
+        rate = self.processor.feature_extractor.sampling_rate
+        clips = [clip_at_rate(visual, rate) for r in batch for visual in r.visuals]
+        texts = [self.prompt(r.context, len(r.visuals)) for r in batch]
+        inputs = self.processor(text=texts, audio=clips or None, sampling_rate=rate, return_tensors="pt", padding=True)
+        classes = classify_tokens(inputs["input_ids"], {"audio": self.model.config.audio_token_index}, inputs["attention_mask"])
+        if not self.edits_nontext or not clips:
+            return Prepared(dict(inputs), classes)
+        return self.edited_inputs(inputs, classes)
+
+    @torch.inference_mode()
+    def audio_features(self, input_features: torch.Tensor, feature_attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Projected audio-tower output per clip, cut to its token count.
+
+        The same computation ``Qwen2AudioModel.forward`` runs before it scatters the features into the
+        ``<|AUDIO|>`` positions (the model exposes no separate method for it).
+        """
+        inner = self.model.model
+        tower = inner.audio_tower
+        mel_lengths = feature_attention_mask.to(tower.device).sum(-1)
+        conv_lengths, token_lengths = tower._get_feat_extract_output_lengths(mel_lengths)
+        frames = (input_features.shape[-1] - 2) // 2 + 1  # encoder positions after the strided convolution
+        valid = torch.arange(frames, device=tower.device)[None, :] < conv_lengths[:, None]
+        mask = create_bidirectional_mask(
+            config=tower.config,
+            inputs_embeds=torch.zeros(valid.shape[0], frames, 1, dtype=self.dtype, device=tower.device),
+            attention_mask=valid.long(),
+        )
+        hidden = tower(input_features.to(tower.device, tower.dtype), attention_mask=mask).last_hidden_state
+        projected = inner.multi_modal_projector(hidden)
+        return [projected[i, :n] for i, n in enumerate(token_lengths.tolist())]
+
+    @torch.inference_mode()
+    def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
+        ids = inputs["input_ids"].to(self.device)
+        features = self.audio_features(inputs["input_features"], inputs["feature_attention_mask"])
+        embeds = self.model.get_input_embeddings()(ids)
+        embeds[ids == self.model.config.audio_token_index] = torch.cat(features).to(embeds.device, embeds.dtype)
+        sizes = [f.shape[0] for f in features]
+        return edited_prepared(embeds, inputs["attention_mask"], classes, sizes, self.args["nontext_repeat"])
