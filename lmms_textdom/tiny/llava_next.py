@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
 from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-from lmms_textdom.tiny.common import save_checkpoint
+from lmms_textdom.tiny.common import instantiate, language_model_fields, save_checkpoint
 from lmms_textdom.tiny.llava import CHAT_TEMPLATE, IMAGE_TOKEN
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
@@ -24,19 +22,13 @@ def build_llava_next(num_layers: int = 4, hidden_size: int = 32, seed: int = 0, 
         hidden_size=hidden_size, intermediate_size=4 * hidden_size, num_hidden_layers=2, num_attention_heads=4,
         image_size=30, patch_size=6,
     )  # fmt: skip
-    text = LlamaConfig(
-        vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, initializer_range=initializer_range,
-    )  # fmt: skip
+    text = LlamaConfig(**language_model_fields(tok, num_layers, hidden_size, 4, 2, initializer_range))
     config = LlavaNextConfig(
         vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids(IMAGE_TOKEN),
         image_grid_pinpoints=GRID_PINPOINTS, vision_feature_select_strategy="default", vision_feature_layer=-2,
         initializer_range=initializer_range,
     )  # fmt: skip
-    torch.manual_seed(seed)
-    model = LlavaNextForConditionalGeneration._from_config(copy.deepcopy(config), attn_implementation="sdpa").eval()
-    model.generation_config.pad_token_id = tok.pad_token_id
+    model = instantiate(LlavaNextForConditionalGeneration, config, tok, seed, "sdpa")
     image_processor = LlavaNextImageProcessorPil(
         size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30}, image_grid_pinpoints=GRID_PINPOINTS
     )
