@@ -14,11 +14,11 @@ import torch
 from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PAD, PositionClasses, classify_tokens
+from lmms_textdom.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
-from lmms_textdom.sequence import gather_left_padded, nontext_spans, plan_positions, split_span
+from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
+from lmms_textdom.sequence import edit_nontext
 
 # LLaVA-1.5's conversation format, for checkpoints whose processor carries no chat template.
 FALLBACK_PROMPT = "USER: {images}{text} ASSISTANT:"
@@ -96,35 +96,13 @@ class LlavaHfTextdom(TextdomModel):
 
     @torch.inference_mode()
     def edited_inputs(self, inputs, classes: PositionClasses) -> Prepared:
-        ratio, repeat = self.args["prune_ratio"], self.args["nontext_repeat"]
         ids = inputs["input_ids"].to(self.device)
         features, scores = self.image_features(inputs["pixel_values"])
         embeds = self.model.get_input_embeddings()(ids)
         embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
-        sizes = [f.shape[0] for f in features]
-        positions, sample_settings = [], []
-        image = 0  # images are consumed in batch order, as the processor laid out their placeholders
-        for b in range(ids.shape[0]):
-            spans = []
-            for run in nontext_spans(classes.ids[b]):
-                first = last = image + len(spans)
-                while sum(sizes[first:last]) < run[1] - run[0]:  # a run may hold several adjacent images
-                    last += 1
-                spans += split_span(run, sizes[first:last])
-            keep = []
-            for start, end in spans:
-                keep.append(top_m_in_order(scores[image], kept_count(end - start, ratio)) if ratio > 0 else None)
-                image += 1
-            positions.append(plan_positions(classes.ids[b], spans, keep, repeat))
-            original = sum(end - start for start, end in spans)
-            kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
-            sample_settings.append({"nontext_original": original, "nontext_kept": kept})
-        edited = gather_left_padded(
-            positions,
-            {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0), "class_ids": (classes.ids, PAD)},
-        )
-        return Prepared(
-            {"inputs_embeds": edited["inputs_embeds"], "attention_mask": edited["attention_mask"]},
-            PositionClasses(classes.names, edited["class_ids"]),
-            sample_settings,
-        )
+        image = classes.names.index("image")
+        edited, classes, counts = edit_nontext(
+            classes, {image: [f.shape[0] for f in features]}, {image: scores}, self.args["prune_ratio"],
+            self.args["nontext_repeat"], {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0)},
+        )  # fmt: skip
+        return Prepared(edited, classes, counts)
