@@ -57,3 +57,29 @@ def mmmu_data_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_mmmu_pro_snapshot(root, rows_per_config=6)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen():
+    from lmms_textdom.tiny.qwen2_5_vl import build_qwen2_5_vl
+
+    model, processor = build_qwen2_5_vl()
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory):
+    """A saved tiny Qwen2.5-VL checkpoint (its processor only loads through our fallback)."""
+    from lmms_textdom.tiny.qwen2_5_vl import save_qwen2_5_vl
+
+    return save_qwen2_5_vl(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory):
+    """Two MPEG-4 files written offline: 24 frames at 8 fps (3 s) and 37 frames at 10 fps (3.7 s)."""
+    from lmms_textdom.tiny.videos import write_video
+
+    folder = tmp_path_factory.mktemp("videos")
+    return write_video(folder / "short.mp4", 24, (56, 84), 8), write_video(folder / "odd.mp4", 37, (56, 56), 10)
