@@ -15,6 +15,7 @@ from pathlib import Path
 #: model id -> adapter class path
 MODELS = {
     "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
+    "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.Qwen25VLTextdom",
 }
 
 

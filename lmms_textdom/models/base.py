@@ -201,11 +201,15 @@ class TextdomModel(lmms):
         visuals = doc_to_visual(doc) if doc_to_visual is not None else []
         return Request(context, [v for v in (visuals or []) if v is not None], doc, dict(gen_kwargs))
 
+    #: floating-point inputs that keep their dtype instead of taking the weights' dtype
+    FLOAT32_INPUTS: tuple[str, ...] = ()
+
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         moved = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor):
-                value = value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+                cast = value.is_floating_point() and key not in self.FLOAT32_INPUTS
+                value = value.to(self.device, dtype=self.dtype if cast else None)
             moved[key] = value
         return moved
 
