@@ -35,13 +35,14 @@ def received_attention(q: torch.Tensor, k: torch.Tensor, bounds: list[int], scal
     ``q``, ``k``: (positions, heads, head_dim) float32.
     """
     heads = q.shape[1]
+    q = q * scale  # scaled once here rather than on every score block
     received = torch.zeros(q.shape[0], dtype=torch.float32, device=q.device)
     for start, end in zip(bounds[:-1], bounds[1:]):
-        keys = k[start:end].transpose(0, 1)  # (heads, n, d)
+        keys_t = k[start:end].permute(1, 2, 0)  # (heads, d, n)
         chunk = max(1, SCORE_BUDGET // (heads * (end - start)))
         for first in range(start, end, chunk):
             queries = q[first : min(first + chunk, end)].transpose(0, 1)
-            probs = torch.matmul(queries, keys.transpose(-1, -2)).mul_(scale).softmax(-1)
+            probs = torch.matmul(queries, keys_t).softmax(-1)
             received[start:end] += probs.sum(dim=(0, 1)) / heads
     return received
 
