@@ -83,3 +83,16 @@ def tiny_videos(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("videos")
     return write_video(folder / "short.mp4", 24, (56, 84), 8), write_video(folder / "odd.mp4", 37, (56, 56), 10)
+
+
+@pytest.fixture(scope="session")
+def qwen_requests(tiny_videos):
+    """An image, a video, and an image with a video: three lmms-eval requests of 6 new tokens each."""
+    from lmms_textdom.models.base import Request
+
+    new = {"max_new_tokens": 6}
+    return [
+        Request("what is shown in the image ?", [random_image(1, 112)], {}, new),
+        Request("describe the video", [str(tiny_videos[0])], {}, new),
+        Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, new),
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from lmms_textdom.models.base import Request
 from lmms_textdom.models.llava_hf import LlavaHfTextdom
 from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
 from lmms_textdom.sequence import nontext_spans, plan_positions, split_span
+from tests.adapter_runs import assert_batch_equals_single, run_adapter
 from tests.conftest import random_image
 
 NEW_TOKENS = 6
@@ -75,9 +75,7 @@ def requests_two():
 
 
 def run(tiny_llava_dir, requests, **model_args):
-    adapter = LlavaHfTextdom(pretrained=str(tiny_llava_dir), device="cpu", **model_args)
-    outputs = adapter._run_batch(requests)
-    return adapter, [(text, json.loads(payload)) for text, payload in outputs]
+    return run_adapter(LlavaHfTextdom, tiny_llava_dir, requests, **model_args)
 
 
 def test_edit_path_without_pruning_equals_the_stock_path(tiny_llava_dir, requests_two):
@@ -129,11 +127,7 @@ def test_replication_counts_follow(tiny_llava_dir, requests_two):
 
 
 def test_pruned_batch_equals_single(tiny_llava_dir, requests_two):
-    _, batched = run(tiny_llava_dir, requests_two, prune_ratio=0.5, nontext_repeat=2)
-    for i, request in enumerate(requests_two):
-        _, (single,) = run(tiny_llava_dir, [request], prune_ratio=0.5, nontext_repeat=2)
-        assert single[0] == batched[i][0]
-        torch.testing.assert_close(torch.tensor(single[1]["stats"]["mass"]), torch.tensor(batched[i][1]["stats"]["mass"]), atol=1e-5, rtol=1e-5)
+    assert_batch_equals_single(LlavaHfTextdom, tiny_llava_dir, requests_two, prune_ratio=0.5, nontext_repeat=2)
 
 
 @pytest.mark.parametrize(

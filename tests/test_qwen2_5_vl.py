@@ -118,18 +118,9 @@ def test_probe_matches_eager_on_video_with_an_image(tiny_qwen, tiny_videos):
     assert [s.counts[1:] for s in stats] == [(0, 24), (1 * 4, 16)]
 
 
-@pytest.fixture(scope="module")
-def video_requests(tiny_videos):
-    return [
-        Request("what is shown in the image ?", [random_image(1, 112)], {}, {"max_new_tokens": NEW_TOKENS}),
-        Request("describe the video", [str(tiny_videos[0])], {}, {"max_new_tokens": NEW_TOKENS}),
-        Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, {"max_new_tokens": NEW_TOKENS}),
-    ]
-
-
-def test_adapter_records_frames_and_settings(tiny_qwen_dir, video_requests):
+def test_adapter_records_frames_and_settings(tiny_qwen_dir, qwen_requests):
     adapter = Qwen25VLTextdom(pretrained=str(tiny_qwen_dir), device="cpu", max_frames=4, **FRAME_PIXELS)
-    prepared = adapter.prepare(video_requests)
+    prepared = adapter.prepare(qwen_requests)
     assert prepared.sample_settings == [{}, {"video_frames": [[4, 9, 14, 19]]}, {"video_frames": [[7, 14, 22, 29]]}]
     assert prepared.classes.names == ("text", "image", "video")
     assert adapter.settings()["max_frames"] == 4 and adapter.settings()["prune_method"] is None

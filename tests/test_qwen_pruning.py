@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from lmms_textdom.models.base import Request
 from lmms_textdom.models.qwen2_5_vl import Qwen25VLTextdom
 from lmms_textdom.pruning import kept_count
 from lmms_textdom.qwen_inputs import build_inputs
 from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN
 from lmms_textdom.received_attention import ReceivedAttentionScorer
 from lmms_textdom.video import sample_video
+from tests.adapter_runs import assert_batch_equals_single, run_adapter
 from tests.conftest import random_image
 from tests.oracle import eager_received_scores
 
-NEW_TOKENS = 6
+NEW_TOKENS = 6  # as the qwen_requests fixture asks
 FRAME_PIXELS = dict(video_min_pixels=28 * 28, video_max_pixels=56 * 84)
 
 
@@ -39,27 +37,17 @@ def test_received_scores_equal_eager_vision_attention(tiny_qwen, tiny_videos):
             torch.testing.assert_close(ours.double(), reference, atol=1e-5, rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def requests_three(tiny_videos):
-    return [
-        Request("what is shown in the image ?", [random_image(1, 112)], {}, {"max_new_tokens": NEW_TOKENS}),
-        Request("describe the video", [str(tiny_videos[0])], {}, {"max_new_tokens": NEW_TOKENS}),
-        Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, {"max_new_tokens": NEW_TOKENS}),
-    ]
-
-
 def adapter_for(checkpoint, **model_args):
     return Qwen25VLTextdom(pretrained=str(checkpoint), device="cpu", **FRAME_PIXELS, **model_args)
 
 
 def run(checkpoint, requests, **model_args):
-    adapter = adapter_for(checkpoint, **model_args)
-    return adapter, [(text, json.loads(payload)) for text, payload in adapter._run_batch(requests)]
+    return run_adapter(Qwen25VLTextdom, checkpoint, requests, **FRAME_PIXELS, **model_args)
 
 
-def test_edit_path_without_pruning_equals_the_stock_path(tiny_qwen_dir, requests_three):
+def test_edit_path_without_pruning_equals_the_stock_path(tiny_qwen_dir, qwen_requests):
     adapter = adapter_for(tiny_qwen_dir)
-    prepared = adapter.prepare(requests_three)
+    prepared = adapter.prepare(qwen_requests)
     edited = adapter.edited_inputs(prepared.inputs, prepared.classes)  # keeps every token, repeat 1
     assert "input_ids" not in edited.inputs and edited.inputs["position_ids"].shape[0] == 4
     stock = adapter.model.generate(**prepared.inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
@@ -86,8 +74,8 @@ def hand_positions(ids: torch.Tensor, start: int, grid: list[int], kept: list[in
 
 
 @pytest.mark.parametrize("which,kind", [(0, "image"), (1, "video")])
-def test_pruned_generation_equals_hand_fed_kept_tokens(tiny_qwen_dir, requests_three, which, kind):
-    request = requests_three[which]
+def test_pruned_generation_equals_hand_fed_kept_tokens(tiny_qwen_dir, qwen_requests, which, kind):
+    request = qwen_requests[which]
     adapter, ((text, payload),) = run(tiny_qwen_dir, [request], prune_ratio=0.6)
     model, processor, config = adapter.model, adapter.processor, adapter.model.config
     # by hand: the processor's pixels, eager vision attention for the scores, the model's own features
@@ -118,10 +106,10 @@ def test_pruned_generation_equals_hand_fed_kept_tokens(tiny_qwen_dir, requests_t
     assert {k: payload["settings"][k] for k in expected} == expected
 
 
-def test_replication_counts_and_positions(tiny_qwen_dir, requests_three):
-    adapter, plain = run(tiny_qwen_dir, requests_three)
-    _, repeated = run(tiny_qwen_dir, requests_three, nontext_repeat=3)
-    _, both = run(tiny_qwen_dir, requests_three, prune_ratio=0.5, nontext_repeat=2)
+def test_replication_counts_and_positions(tiny_qwen_dir, qwen_requests):
+    adapter, plain = run(tiny_qwen_dir, qwen_requests)
+    _, repeated = run(tiny_qwen_dir, qwen_requests, nontext_repeat=3)
+    _, both = run(tiny_qwen_dir, qwen_requests, prune_ratio=0.5, nontext_repeat=2)
     for (_, p), (_, r), (_, b) in zip(plain, repeated, both):
         counts, nontext = p["stats"]["counts"], sum(p["stats"]["counts"][1:])
         assert r["stats"]["counts"] == [counts[0], 3 * counts[1], 3 * counts[2]], "text unchanged, visuals x3"
@@ -129,8 +117,8 @@ def test_replication_counts_and_positions(tiny_qwen_dir, requests_three):
         assert sum(b["stats"]["counts"][1:]) == 2 * b["settings"]["nontext_kept"]
         assert b["settings"]["nontext_kept"] < nontext
     # a repeated video's copies carry the same 3-D positions, text after it keeps its own
-    prepared = adapter_for(tiny_qwen_dir, nontext_repeat=2).prepare(requests_three[1:2])
-    stock = adapter.prepare(requests_three[1:2])
+    prepared = adapter_for(tiny_qwen_dir, nontext_repeat=2).prepare(qwen_requests[1:2])
+    stock = adapter.prepare(qwen_requests[1:2])
     video = stock.classes.ids[0] == 2
     copies = prepared.inputs["position_ids"][1:, 0][:, prepared.classes.ids[0] == 2]
     positions, _ = adapter.model.model.get_rope_index(
@@ -142,9 +130,5 @@ def test_replication_counts_and_positions(tiny_qwen_dir, requests_three):
     assert torch.equal(prepared.inputs["position_ids"][0, 0], torch.arange(prepared.classes.length))
 
 
-def test_pruned_batch_equals_single(tiny_qwen_dir, requests_three):
-    _, batched = run(tiny_qwen_dir, requests_three, prune_ratio=0.5, nontext_repeat=2)
-    for i, request in enumerate(requests_three):
-        _, (single,) = run(tiny_qwen_dir, [request], prune_ratio=0.5, nontext_repeat=2)
-        assert single[0] == batched[i][0]
-        torch.testing.assert_close(torch.tensor(single[1]["stats"]["mass"]), torch.tensor(batched[i][1]["stats"]["mass"]), atol=1e-5, rtol=1e-5)
+def test_pruned_batch_equals_single(tiny_qwen_dir, qwen_requests):
+    assert_batch_equals_single(Qwen25VLTextdom, tiny_qwen_dir, qwen_requests, **FRAME_PIXELS, prune_ratio=0.5, nontext_repeat=2)

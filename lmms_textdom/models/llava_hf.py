@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
-from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
@@ -30,16 +30,10 @@ class LlavaHfTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "llava-hf/llava-1.5-7b-hf"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "cls"
+    MODEL_TYPE, FAMILY_NAME = "llava", "LLaVA-1.5"
 
     def check_args(self) -> None:
-        config = AutoConfig.from_pretrained(
-            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        if config.model_type != "llava":
-            raise UsageError(
-                f"{self.MODEL_ID} loads LLaVA-1.5 checkpoints (model_type 'llava'); {self.args['pretrained']} is "
-                f"model_type {config.model_type!r}"
-            )
+        config = self.checkpoint_config()
         if self.args["prune_ratio"] > 0:
             tower = config.vision_config.model_type
             if tower not in TOWERS_WITH_CLS or config.vision_feature_select_strategy != "default":

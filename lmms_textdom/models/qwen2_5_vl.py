@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+from transformers import Qwen2_5_VLForConditionalGeneration
 
 from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
@@ -44,6 +44,7 @@ class Qwen25VLTextdom(TextdomModel):
         _pixels("video_max_pixels", VIDEO_MAX_PIXELS, "largest frame area (pixels); 28x28 px = one token per frame pair"),
     )  # fmt: skip
     PRUNE_METHOD = "received"
+    MODEL_TYPE, FAMILY_NAME = "qwen2_5_vl", "Qwen2.5-VL"
     #: float inputs kept in float32 (time spacing of video positions; bfloat16 would shift them)
     FLOAT32_INPUTS = ("second_per_grid_ts",)
 
@@ -53,14 +54,7 @@ class Qwen25VLTextdom(TextdomModel):
                 f"{self.MODEL_ID}: video_min_pixels={self.args['video_min_pixels']} exceeds "
                 f"video_max_pixels={self.args['video_max_pixels']}"
             )
-        config = AutoConfig.from_pretrained(
-            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        if config.model_type != "qwen2_5_vl":
-            raise UsageError(
-                f"{self.MODEL_ID} loads Qwen2.5-VL checkpoints (model_type 'qwen2_5_vl'); {self.args['pretrained']} is "
-                f"model_type {config.model_type!r}"
-            )
+        config = self.checkpoint_config()
         if self.args["prune_ratio"] > 0 and not getattr(config.vision_config, "fullatt_block_indexes", None):
             raise UsageError(f"{self.MODEL_ID}: prune_ratio needs a vision tower with full-attention blocks")
 

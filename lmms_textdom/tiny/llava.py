@@ -9,6 +9,7 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 from transformers.models.clip import CLIPImageProcessorPil
 
+from lmms_textdom.tiny.checkpoint import save_built
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
 IMAGE_TOKEN = "<image>"
@@ -91,8 +92,4 @@ def build_llava(
 
 def save_llava(path: str | Path, **kwargs) -> Path:
     """Build a tiny LLaVA and save it as a checkpoint folder that ``from_pretrained`` loads."""
-    path = Path(path)
-    model, processor = build_llava(**kwargs)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_built(path, build_llava, **kwargs)

@@ -10,6 +10,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
 from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN, ImageOnlyQwenProcessor
+from lmms_textdom.tiny.checkpoint import save_built
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", IMAGE_TOKEN, VIDEO_TOKEN]
@@ -27,10 +28,12 @@ CHAT_TEMPLATE = (
 def build_qwen2_5_vl(
     num_layers: int = 4,
     hidden_size: int = 32,
+    intermediate_size: int | None = None,
     num_heads: int = 4,
     num_kv_heads: int = 2,
     vision_depth: int = 3,
     vision_hidden_size: int = 32,
+    vision_intermediate_size: int | None = None,
     vision_heads: int = 4,
     fullatt_block_indexes: tuple[int, ...] = (1,),
     window_size: int = 56,
@@ -56,13 +59,13 @@ def build_qwen2_5_vl(
     spatial = max(1, head_dim // 2 * 3 // 8)
     mrope_section = [head_dim // 2 - 2 * spatial, spatial, spatial]
     vision = dict(
-        depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
+        depth=vision_depth, hidden_size=vision_hidden_size, intermediate_size=vision_intermediate_size or 2 * vision_hidden_size,
         num_heads=vision_heads, out_hidden_size=hidden_size, patch_size=14, spatial_merge_size=2,
         temporal_patch_size=2, window_size=window_size, fullatt_block_indexes=list(fullatt_block_indexes),
         initializer_range=initializer_range,
     )  # fmt: skip
     text = dict(
-        vocab_size=vocab_size or len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+        vocab_size=vocab_size or len(tok), hidden_size=hidden_size, intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
         max_position_embeddings=32768, initializer_range=initializer_range,
         rope_parameters={"rope_type": "default", "mrope_section": mrope_section, "rope_theta": 1e4},
@@ -81,9 +84,5 @@ def build_qwen2_5_vl(
 
 
 def save_qwen2_5_vl(path: str | Path, **kwargs) -> Path:
-    """Build a tiny Qwen2.5-VL and save it as a checkpoint folder ``from_pretrained`` loads."""
-    path = Path(path)
-    model, processor = build_qwen2_5_vl(**kwargs)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    """Build a tiny Qwen2.5-VL and save it as a checkpoint folder that ``from_pretrained`` loads."""
+    return save_built(path, build_qwen2_5_vl, **kwargs)
