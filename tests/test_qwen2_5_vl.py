@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -124,6 +126,18 @@ def test_adapter_records_frames_and_settings(tiny_qwen_dir, qwen_requests):
     assert prepared.sample_settings == [{}, {"video_frames": [[4, 9, 14, 19]]}, {"video_frames": [[7, 14, 22, 29]]}]
     assert prepared.classes.names == ("text", "image", "video")
     assert adapter.settings()["max_frames"] == 4 and adapter.settings()["prune_method"] is None
+
+
+def test_video_time_spacing_stays_float32_under_bfloat16(tiny_qwen_dir, qwen_requests):
+    adapter = Qwen25VLTextdom(pretrained=str(tiny_qwen_dir), device="cpu", dtype="bfloat16", **FRAME_PIXELS)
+    inputs = adapter._to_device(adapter.prepare(qwen_requests[1:2]).inputs)
+    assert inputs["pixel_values_videos"].dtype == torch.bfloat16
+    # 2 / (8 frames / 3 s) = 0.75 s per temporal patch; bfloat16 would round other spacings
+    assert inputs["second_per_grid_ts"].dtype == torch.float32
+    ((_, payload),) = adapter._run_batch(qwen_requests[1:2])
+    payload = json.loads(payload)
+    assert payload["settings"]["dtype"] == "bfloat16" and payload["stats"]["rows"] > 0
+    assert np.isfinite(payload["stats"]["mass"]).all() and payload["stats"]["counts"][2] == 24
 
 
 @pytest.mark.parametrize(
