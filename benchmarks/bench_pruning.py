@@ -10,14 +10,13 @@ cost: the vision tower's feature extraction with and without the scoring hooks.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from measure import base_parser, timed, use_threads
 from PIL import Image
 
 SHAPES = {
@@ -31,33 +30,18 @@ SHAPES = {
 QUESTION = "Which option is correct ? Answer with the option letter from the given choices directly . " * 2
 
 
-def timed(fn, repeats: int, sync) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     from lmms_textdom.models.base import Request
     from lmms_textdom.models.llava_hf import LlavaHfTextdom
     from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
     from lmms_textdom.tiny import save_llava
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", choices=SHAPES, default="mid")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser = base_parser(__doc__, SHAPES)
+    parser.set_defaults(repeats=5)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.75, 0.90, 0.95])
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
+    use_threads(args)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     image = Image.fromarray((np.random.default_rng(0).random((336, 336, 3)) * 255).astype("uint8"))
 
@@ -76,8 +60,8 @@ def main() -> None:
 
             kept = generate(1)[0][1]
             kept = int(__import__("json").loads(kept)["stats"]["counts"][1])
-            ttft = timed(lambda: generate(1), args.repeats, sync)
-            whole = timed(lambda: generate(args.new_tokens), args.repeats, sync)
+            ttft = timed(lambda: generate(1), args.repeats, sync, args.clock)
+            whole = timed(lambda: generate(args.new_tokens), args.repeats, sync, args.clock)
             base = base or {"ttft": ttft, "whole": whole}
             ratio_cell = "" if ratio == args.ratios[0] else f" ({base['ttft'] / ttft:.2f}x faster)"
             whole_cell = "" if ratio == args.ratios[0] else f" ({base['whole'] / whole:.2f}x faster)"
@@ -104,8 +88,8 @@ def main() -> None:
 
         plain, scored = [], []
         for _ in range(4):  # interleave to share drift between the two
-            plain.append(timed(lambda: features(False), args.repeats * 4, sync))
-            scored.append(timed(lambda: features(True), args.repeats * 4, sync))
+            plain.append(timed(lambda: features(False), args.repeats * 4, sync, args.clock))
+            scored.append(timed(lambda: features(True), args.repeats * 4, sync, args.clock))
         plain_t, scored_t = statistics.median(plain), statistics.median(scored)
         # Analytic share: one (N+1)-long dot product per head vs the tower's projections, MLP and attention
         vision = config.vision_config
