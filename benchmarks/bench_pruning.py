@@ -10,14 +10,13 @@ cost: the vision tower's feature extraction with and without the scoring hooks.
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import median_time, parser_for, synchronizer
+from measure import base_parser, timed, use_threads
 from PIL import Image
 
 SHAPES = {
@@ -37,13 +36,13 @@ def main() -> None:
     from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
     from lmms_textdom.tiny import save_llava
 
-    parser = parser_for(__doc__, SHAPES)
+    parser = base_parser(__doc__, SHAPES)
+    parser.set_defaults(repeats=5)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.75, 0.90, 0.95])
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    sync = synchronizer(args.device)
+    use_threads(args)
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     image = Image.fromarray((np.random.default_rng(0).random((336, 336, 3)) * 255).astype("uint8"))
 
     with tempfile.TemporaryDirectory() as folder:
@@ -59,9 +58,10 @@ def main() -> None:
                 request = Request(QUESTION, [image], {}, {"max_new_tokens": tokens, "min_new_tokens": tokens})
                 return adapter._run_batch([request])
 
-            kept = json.loads(generate(1)[0][1])["stats"]["counts"][1]
-            ttft = median_time(lambda: generate(1), args.repeats, sync)
-            whole = median_time(lambda: generate(args.new_tokens), args.repeats, sync)
+            kept = generate(1)[0][1]
+            kept = int(__import__("json").loads(kept)["stats"]["counts"][1])
+            ttft = timed(lambda: generate(1), args.repeats, sync, args.clock)
+            whole = timed(lambda: generate(args.new_tokens), args.repeats, sync, args.clock)
             base = base or {"ttft": ttft, "whole": whole}
             ratio_cell = "" if ratio == args.ratios[0] else f" ({base['ttft'] / ttft:.2f}x faster)"
             whole_cell = "" if ratio == args.ratios[0] else f" ({base['whole'] / whole:.2f}x faster)"
@@ -88,8 +88,8 @@ def main() -> None:
 
         plain, scored = [], []
         for _ in range(4):  # interleave to share drift between the two
-            plain.append(median_time(lambda: features(False), args.repeats * 4, sync))
-            scored.append(median_time(lambda: features(True), args.repeats * 4, sync))
+            plain.append(timed(lambda: features(False), args.repeats * 4, sync, args.clock))
+            scored.append(timed(lambda: features(True), args.repeats * 4, sync, args.clock))
         plain_t, scored_t = statistics.median(plain), statistics.median(scored)
         # Analytic share: one (N+1)-long dot product per head vs the tower's projections, MLP and attention
         vision = config.vision_config

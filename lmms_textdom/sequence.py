@@ -9,11 +9,12 @@ contiguous exactly as if the shorter (or longer) prompt had been given.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
-from lmms_textdom.modality import PAD
+from lmms_textdom.modality import PAD, PositionClasses
+from lmms_textdom.pruning import kept_count, top_m_in_order
 
 
 def nontext_spans(class_ids: torch.Tensor) -> list[tuple[int, int]]:
@@ -42,24 +43,31 @@ def split_span(span: tuple[int, int], sizes: Sequence[int]) -> list[tuple[int, i
     return pieces
 
 
-def unit_spans(class_ids: torch.Tensor, unit_sizes: Sequence[int]) -> list[list[tuple[int, int]]]:
-    """Per sample, the (start, end) of every non-text unit (one image, one audio clip), in order.
+def item_spans(class_ids: torch.Tensor, sizes: Mapping[int, Sequence[int]]) -> list[list[tuple[int, int, tuple[int, int]]]]:
+    """Per sample, every non-text item (one image, one video) as (class id, item number, (start, end)).
 
-    ``unit_sizes`` are the units' token counts in batch order, the order in which processors lay out
-    their placeholders; one run of a class may hold several adjacent units.
+    ``sizes[c]`` lists the lengths of the items of class ``c`` in batch order (the order a
+    processor lays out their placeholders); item number indexes that list. A run of one class
+    may hold several adjacent items (images with no separator); it is cut by their sizes.
     """
-    per_sample, unit = [], 0
+    used = {c: 0 for c in sizes}
+    per_sample = []
     for row in class_ids:
-        spans: list[tuple[int, int]] = []
+        items = []
         for start, end in nontext_spans(row):
-            first = last = unit + len(spans)
-            while sum(unit_sizes[first:last]) < end - start and last < len(unit_sizes):
+            c = int(row[start])
+            if c not in sizes:
+                raise ValueError(f"non-text class {c} at positions {start}..{end} has no item sizes")
+            first = last = used[c]
+            while sum(sizes[c][first:last]) < end - start and last < len(sizes[c]):
                 last += 1
-            spans += split_span((start, end), unit_sizes[first:last])
-        unit += len(spans)
-        per_sample.append(spans)
-    if unit != len(unit_sizes):
-        raise ValueError(f"{len(unit_sizes)} non-text units given, but the placeholders hold {unit}")
+            pieces = split_span((start, end), sizes[c][first:last])
+            items += [(c, first + j, span) for j, span in enumerate(pieces)]
+            used[c] = last
+        per_sample.append(items)
+    for c, count in used.items():
+        if count != len(sizes[c]):
+            raise ValueError(f"{len(sizes[c])} items of class {c} given, but the placeholders hold {count}")
     return per_sample
 
 
@@ -115,3 +123,32 @@ def left_pad_stack(rows: Sequence[torch.Tensor], pad: float) -> torch.Tensor:
     """Stack rows (sequence first) of different lengths into one batch, padded on the left."""
     length = max(row.shape[0] for row in rows)
     return torch.stack([torch.cat([row.new_full((length - row.shape[0], *row.shape[1:]), pad), row]) for row in rows])
+
+
+def edit_nontext(
+    classes: PositionClasses,
+    sizes: Mapping[int, Sequence[int]],
+    scores: Mapping[int, Sequence[torch.Tensor]] | None,
+    ratio: float,
+    repeat: int,
+    tensors: dict[str, tuple[torch.Tensor, float]],
+) -> tuple[dict[str, torch.Tensor], PositionClasses, list[dict]]:
+    """Prune and/or replicate every non-text item of a batch; returns (tensors, classes, per-sample counts).
+
+    Each item keeps its ``kept_count(size, ratio)`` best-scored positions (``scores[c][item]``,
+    one score per position) in their original order, all of them when ``ratio`` is 0, then is
+    written ``repeat`` times. ``tensors`` are gathered as ``gather_left_padded`` does.
+    """
+    positions, counts = [], []
+    for row, items in zip(classes.ids, item_spans(classes.ids, sizes)):
+        spans = [span for _, _, span in items]
+        keep = [
+            top_m_in_order(scores[c][item], kept_count(end - start, ratio)) if ratio > 0 else None
+            for c, item, (start, end) in items
+        ]
+        positions.append(plan_positions(row, spans, keep, repeat))
+        original = sum(end - start for start, end in spans)
+        kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
+        counts.append({"nontext_original": original, "nontext_kept": kept})
+    edited = gather_left_padded(positions, {**tensors, "class_ids": (classes.ids, PAD)})
+    return edited, PositionClasses(classes.names, edited.pop("class_ids")), counts

@@ -101,3 +101,42 @@ def iemocap_data_root(tmp_path_factory):
 
     folder = write_iemocap_snapshot(tmp_path_factory.mktemp("data"), rows_per_session=2)
     return folder.parents[1]  # the root above Zahra99/IEMOCAP_Audio
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen():
+    from lmms_textdom.tiny.qwen2_5_vl import build_qwen2_5_vl
+
+    model, processor = build_qwen2_5_vl()
+    processor.tokenizer.padding_side = "left"
+    return model, processor
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory):
+    """A saved tiny Qwen2.5-VL checkpoint (its processor only loads through our fallback)."""
+    from lmms_textdom.tiny.qwen2_5_vl import save_qwen2_5_vl
+
+    return save_qwen2_5_vl(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_videos(tmp_path_factory):
+    """Two MPEG-4 files written offline: 24 frames at 8 fps (3 s) and 37 frames at 10 fps (3.7 s)."""
+    from lmms_textdom.tiny.videos import write_video
+
+    folder = tmp_path_factory.mktemp("videos")
+    return write_video(folder / "short.mp4", 24, (56, 84), 8), write_video(folder / "odd.mp4", 37, (56, 56), 10)
+
+
+@pytest.fixture(scope="session")
+def qwen_requests(tiny_videos):
+    """An image, a video, and an image with a video: three lmms-eval requests of 6 new tokens each."""
+    from lmms_textdom.models.base import Request
+
+    new = {"max_new_tokens": 6}
+    return [
+        Request("what is shown in the image ?", [random_image(1, 112)], {}, new),
+        Request("describe the video", [str(tiny_videos[0])], {}, new),
+        Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, new),
+    ]

@@ -16,6 +16,13 @@ def run_cli(model: str, model_args: str, tasks: str, output: Path, data_root: Pa
     return subprocess.run(command, env=offline_env(data_root), capture_output=True, text=True, timeout=600)
 
 
+def run_cli_ok(model: str, model_args: str, tasks: str, output: Path, data_root: Path | None, *extra: str) -> Path:
+    """Run the CLI, insist that it succeeded, and return the output folder."""
+    done = run_cli(model, model_args, tasks, output, data_root, *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output
+
+
 def results_of(output: Path) -> dict:
     path = latest_results(output)
     assert path is not None, f"lmms-eval wrote no results under {output}"

@@ -31,3 +31,48 @@ def eager_class_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes
                 masses[layer, num_classes] += row[prompt_len:].sum().item()
         result.append(masses)
     return out.sequences, result
+
+
+def eager_received_scores(tower, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[torch.Tensor]:
+    """Qwen2.5-VL merged-token scores from an eager copy of the tower's own attention weights.
+
+    The last full-attention block's weights are taken from the model file's eager attention
+    function; the window order is recovered by matching the first block's input rows against the
+    patch embeddings (no window-index code involved). Per merged token (raster order, split per
+    grid row): weights averaged over heads, summed over queries, averaged over its 4 patches.
+    """
+    import sys
+
+    eager = copy.deepcopy(tower)
+    eager.set_attn_implementation("eager")
+    module = sys.modules[type(eager.blocks[0].attn).__module__]
+    target = eager.blocks[max(eager.fullatt_block_indexes)].attn
+    original, weights, seen = module.eager_attention_forward, [], {}
+
+    def spy(attention, *args, **kwargs):
+        output = original(attention, *args, **kwargs)
+        if attention is target:
+            weights.append(output[1])  # (1, heads, n, n) for one cu_seqlens segment
+        return output
+
+    hooks = [
+        eager.patch_embed.register_forward_hook(lambda m, a, out: seen.__setitem__("raster", out)),
+        eager.blocks[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("window", a[0])),
+    ]
+    module.eager_attention_forward = spy
+    try:
+        with torch.no_grad():
+            eager(pixel_values, grid_thw=grid_thw)
+    finally:
+        module.eager_attention_forward = original
+        for hook in hooks:
+            hook.remove()
+    received_window = torch.cat([w[0].double().mean(0).sum(0) for w in weights])
+    match = (seen["window"][:, None, :] == seen["raster"][None, :, :]).all(-1)
+    assert (match.sum(1) == 1).all(), "patch embeddings must be distinct to recover the window order"
+    raster_of_window = match.double().argmax(1)
+    assert not torch.equal(raster_of_window, torch.arange(len(raster_of_window))), "windows must reorder something"
+    received = torch.empty_like(received_window)
+    received[raster_of_window] = received_window
+    merged = received.view(-1, 4).mean(-1)
+    return list(merged.split((grid_thw.prod(-1) // 4).tolist()))

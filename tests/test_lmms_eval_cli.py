@@ -15,7 +15,7 @@ from lmms_textdom.data import hub_dataset
 from lmms_textdom.hook import METRIC_NAMES
 from lmms_textdom.registry import tasks_dir
 from lmms_textdom.tasks.mmmu_pro.utils import doc_to_text, doc_to_visual
-from tests.lmms_runs import results_of, run_cli, samples_of
+from tests.lmms_runs import results_of, run_cli, run_cli_ok, samples_of
 from tests.oracle import eager_class_masses
 
 TEXTDOM_KEYS = {f"{m},none" for m in (*METRIC_NAMES, "textdom")}
@@ -25,9 +25,7 @@ SUBTASKS = ("mmmu_pro_standard_textdom", "mmmu_pro_vision_textdom")
 @pytest.fixture(scope="module")
 def batched_run(tiny_llava_dir, mmmu_data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("run_b2")
-    done = run_cli("llava_hf_textdom", f"pretrained={tiny_llava_dir}", "mmmu_pro_textdom", out, mmmu_data_root, "--batch_size", "2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return run_cli_ok("llava_hf_textdom", f"pretrained={tiny_llava_dir}", "mmmu_pro_textdom", out, mmmu_data_root, "--batch_size", "2")
 
 
 def test_results_table_has_accuracy_and_the_six_metrics(batched_run):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 import torch
@@ -12,7 +11,8 @@ from lmms_textdom.errors import UsageError
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.llava_hf import LlavaHfTextdom
 from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
-from lmms_textdom.sequence import nontext_spans, plan_positions, split_span, unit_spans
+from lmms_textdom.sequence import item_spans, nontext_spans, plan_positions, split_span
+from tests.adapter_runs import assert_batch_equals_single, run_adapter
 from tests.conftest import random_image
 
 NEW_TOKENS = 6
@@ -66,14 +66,16 @@ def test_spans_and_positions():
         split_span((2, 8), [2, 2])
 
 
-def test_unit_spans_split_adjacent_units_and_check_the_count():
+def test_item_spans_split_adjacent_items_and_check_the_count():
     ids = torch.tensor([[0, 1, 1, 1, 0, 1, 1], [-1, 0, 1, 1, 0, 0, 0]])
-    assert unit_spans(ids, [2, 1, 2, 2]) == [[(1, 3), (3, 4), (5, 7)], [(2, 4)]]
-    with pytest.raises(ValueError, match="5 non-text units given, but the placeholders hold 4"):
-        unit_spans(ids, [2, 1, 2, 2, 5])
-    for sizes in ([3, 3, 2], [3]):  # a unit too large for its run, units missing
+    spans = item_spans(ids, {1: [2, 1, 2, 2]})
+    assert [[span for _, _, span in row] for row in spans] == [[(1, 3), (3, 4), (5, 7)], [(2, 4)]]
+    assert [[item for _, item, _ in row] for row in spans] == [[0, 1, 2], [3]]
+    with pytest.raises(ValueError, match="5 items of class 1 given, but the placeholders hold 4"):
+        item_spans(ids, {1: [2, 1, 2, 2, 5]})
+    for sizes in ([3, 3, 2], [3]):  # an item too large for its run, items missing
         with pytest.raises(ValueError, match="cannot hold pieces"):
-            unit_spans(ids, sizes)
+            item_spans(ids, {1: sizes})
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +87,7 @@ def requests_two():
 
 
 def run(tiny_llava_dir, requests, **model_args):
-    adapter = LlavaHfTextdom(pretrained=str(tiny_llava_dir), device="cpu", **model_args)
-    outputs = adapter._run_batch(requests)
-    return adapter, [(text, json.loads(payload)) for text, payload in outputs]
+    return run_adapter(LlavaHfTextdom, tiny_llava_dir, requests, **model_args)
 
 
 def test_edit_path_without_pruning_equals_the_stock_path(tiny_llava_dir, requests_two):
@@ -139,11 +139,7 @@ def test_replication_counts_follow(tiny_llava_dir, requests_two):
 
 
 def test_pruned_batch_equals_single(tiny_llava_dir, requests_two):
-    _, batched = run(tiny_llava_dir, requests_two, prune_ratio=0.5, nontext_repeat=2)
-    for i, request in enumerate(requests_two):
-        _, (single,) = run(tiny_llava_dir, [request], prune_ratio=0.5, nontext_repeat=2)
-        assert single[0] == batched[i][0]
-        torch.testing.assert_close(torch.tensor(single[1]["stats"]["mass"]), torch.tensor(batched[i][1]["stats"]["mass"]), atol=1e-5, rtol=1e-5)
+    assert_batch_equals_single(LlavaHfTextdom, tiny_llava_dir, requests_two, prune_ratio=0.5, nontext_repeat=2)
 
 
 @pytest.mark.parametrize(

@@ -77,3 +77,13 @@ NONTEXT_REPEAT = Arg(
     "nontext_repeat", 1, "each non-text span replicated k times before the language model (dilution test)",
     kind=int, check=lambda k: k >= 1, requirement="an integer k >= 1 (1 = off)",
 )  # fmt: skip
+
+# Shared by every family that samples video frames (lmms_textdom.video).
+MAX_FRAMES = Arg(
+    "max_frames", 8, "frames sampled per video (uniform, endpoints excluded); with fps: the most frames taken",
+    kind=int, check=lambda n: n >= 1, requirement="an integer >= 1",
+)  # fmt: skip
+FPS = Arg(
+    "fps", None, "sample one frame every 1/fps seconds instead (at most max_frames, else max_frames uniform)",
+    kind=float, check=lambda f: f > 0, requirement="a number > 0",
+)  # fmt: skip

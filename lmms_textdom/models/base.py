@@ -113,6 +113,22 @@ class TextdomModel(lmms):
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
         self.checkpoint_config()
 
+    #: the checkpoints a family loads: their ``model_type`` and a name for messages
+    MODEL_TYPE = ""
+    FAMILY_NAME = ""
+
+    def checkpoint_config(self):
+        """The checkpoint's config; a checkpoint of another model type stops the run here."""
+        config = AutoConfig.from_pretrained(
+            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
+        )
+        if config.model_type != self.MODEL_TYPE:
+            raise UsageError(
+                f"{self.MODEL_ID} loads {self.FAMILY_NAME} checkpoints (model_type {self.MODEL_TYPE!r}); "
+                f"{self.args['pretrained']} is model_type {config.model_type!r}"
+            )
+        return config
+
     def load(self):
         """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
         raise NotImplementedError
@@ -229,11 +245,15 @@ class TextdomModel(lmms):
         visuals = doc_to_visual(doc) if doc_to_visual is not None else []
         return Request(context, [v for v in (visuals or []) if v is not None], doc, dict(gen_kwargs))
 
+    #: floating-point inputs that keep their dtype instead of taking the weights' dtype
+    FLOAT32_INPUTS: tuple[str, ...] = ()
+
     def _to_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         moved = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor):
-                value = value.to(self.device, dtype=self.dtype if value.is_floating_point() else None)
+                cast = value.is_floating_point() and key not in self.FLOAT32_INPUTS
+                value = value.to(self.device, dtype=self.dtype if cast else None)
             moved[key] = value
         return moved
 

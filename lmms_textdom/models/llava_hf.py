@@ -17,8 +17,8 @@ from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.models.edits import edited_prepared
-from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
+from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
+from lmms_textdom.sequence import edit_nontext
 
 # LLaVA-1.5's conversation format, for checkpoints whose processor carries no chat template.
 FALLBACK_PROMPT = "USER: {images}{text} ASSISTANT:"
@@ -97,6 +97,9 @@ class LlavaHfTextdom(TextdomModel):
         features, scores = self.image_features(inputs)
         embeds = self.model.get_input_embeddings()(ids)
         embeds[ids == self.model.config.image_token_id] = torch.cat(features).to(embeds.dtype)
-        sizes = [f.shape[0] for f in features]
-        keep = [top_m_in_order(scores[i], kept_count(n, ratio)) for i, n in enumerate(sizes)] if ratio > 0 else None
-        return edited_prepared(embeds, inputs["attention_mask"], classes, sizes, self.args["nontext_repeat"], keep)
+        image = classes.names.index("image")
+        edited, classes, counts = edit_nontext(
+            classes, {image: [f.shape[0] for f in features]}, {image: scores}, ratio, self.args["nontext_repeat"],
+            {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0)},
+        )  # fmt: skip
+        return Prepared(edited, classes, counts)

@@ -19,7 +19,7 @@ from lmms_textdom.errors import UsageError
 from lmms_textdom.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.models.edits import edited_prepared
+from lmms_textdom.sequence import edit_nontext
 
 PROMPT_FORMAT = Arg(
     "prompt_format", "chat",
@@ -95,5 +95,9 @@ class Qwen2AudioTextdom(TextdomModel):
         features = self.audio_features(inputs["input_features"], inputs["feature_attention_mask"])
         embeds = self.model.get_input_embeddings()(ids)
         embeds[ids == self.model.config.audio_token_index] = torch.cat(features).to(embeds.device, embeds.dtype)
-        sizes = [f.shape[0] for f in features]
-        return edited_prepared(embeds, inputs["attention_mask"], classes, sizes, self.args["nontext_repeat"])
+        audio = classes.names.index("audio")
+        edited, classes, counts = edit_nontext(
+            classes, {audio: [f.shape[0] for f in features]}, None, 0.0, self.args["nontext_repeat"],
+            {"inputs_embeds": (embeds, 0.0), "attention_mask": (inputs["attention_mask"], 0)},
+        )  # fmt: skip
+        return Prepared(edited, classes, counts)

@@ -1,0 +1,153 @@
+"""``qwen2_5_vl_textdom``: Qwen2.5-VL checkpoints (3B/7B/32B/72B layouts), images and videos.
+
+Visuals come from lmms-eval as PIL images or as a video file path (its convention); videos are
+sampled with ``lmms_textdom.video`` and turned into patches by ``lmms_textdom.qwen_inputs``.
+With ``prune_ratio`` or ``nontext_repeat`` the adapter builds the language model's input itself:
+visual features at their placeholders, each image's (video's) tokens pruned by the attention they
+receive in the tower's last full-attention block and/or replicated, and the 3-D rotary positions
+of the *full* sequence (the model's own ``get_rope_index``) gathered for the kept or repeated
+columns, so kept tokens and the text after them keep the positions they had unpruned.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLForConditionalGeneration
+
+from lmms_textdom.errors import UsageError
+from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.models.args import FPS, MAX_FRAMES, NONTEXT_REPEAT, PRUNE_RATIO, Arg
+from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.qwen_inputs import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, build_inputs
+from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN, load_qwen_processor
+from lmms_textdom.received_attention import ReceivedAttentionScorer
+from lmms_textdom.sequence import edit_nontext
+from lmms_textdom.video import sample_video
+
+MIN_FRAME_PIXELS = 28 * 28  # one merged token
+
+
+def _pixels(name: str, default: int, meaning: str) -> Arg:
+    return Arg(name, default, meaning, kind=int, check=lambda p: p >= MIN_FRAME_PIXELS, requirement=f"an integer >= {MIN_FRAME_PIXELS}")
+
+
+class Qwen25VLTextdom(TextdomModel):
+    MODEL_ID = "qwen2_5_vl_textdom"
+    DEFAULT_PRETRAINED = "Qwen/Qwen2.5-VL-7B-Instruct"
+    FAMILY_ARGS = (
+        PRUNE_RATIO, NONTEXT_REPEAT, MAX_FRAMES, FPS,
+        _pixels("video_min_pixels", VIDEO_MIN_PIXELS, "smallest frame area a video frame is resized to (pixels)"),
+        _pixels("video_max_pixels", VIDEO_MAX_PIXELS, "largest frame area (pixels); 28x28 px = one token per frame pair"),
+    )  # fmt: skip
+    PRUNE_METHOD = "received"
+    MODEL_TYPE, CHECKPOINTS = "qwen2_5_vl", "Qwen2.5-VL"
+    #: float inputs kept in float32 (time spacing of video positions; bfloat16 would shift them)
+    FLOAT32_INPUTS = ("second_per_grid_ts",)
+
+    def check_args(self) -> None:
+        if self.args["video_min_pixels"] > self.args["video_max_pixels"]:
+            raise UsageError(
+                f"{self.MODEL_ID}: video_min_pixels={self.args['video_min_pixels']} exceeds "
+                f"video_max_pixels={self.args['video_max_pixels']}"
+            )
+        config = self.checkpoint_config()
+        if self.args["prune_ratio"] > 0 and not getattr(config.vision_config, "fullatt_block_indexes", None):
+            raise UsageError(f"{self.MODEL_ID}: prune_ratio needs a vision tower with full-attention blocks")
+
+    def load(self):
+        pretrained = self.args["pretrained"]
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(pretrained, **self.from_pretrained_kwargs())
+        processor = load_qwen_processor(pretrained, revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"])
+        processor.tokenizer.padding_side = "left"  # decoder-only batching
+        self._scorer = ReceivedAttentionScorer(model.model.visual) if self.args["prune_ratio"] > 0 else None
+        return model, processor
+
+    def settings(self) -> dict:
+        video = {k: self.args[k] for k in ("max_frames", "fps", "video_min_pixels", "video_max_pixels")}
+        return {**super().settings(), **video}
+
+    # ----- inputs --------------------------------------------------------------------------------
+
+    def prompt(self, text: str, kinds: list[str]) -> str:
+        """Visuals first, in the task's order, then its text (lmms-eval's Qwen2.5-VL layout)."""
+        content = [{"type": kind} for kind in kinds] + [{"type": "text", "text": text}]
+        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+
+    def visual_kinds(self, visuals: list) -> list[str]:
+        kinds = []
+        for visual in visuals:
+            if isinstance(visual, Image.Image):
+                kinds.append("image")
+            elif isinstance(visual, (str, Path)):
+                kinds.append("video")
+            else:
+                raise UsageError(f"{self.MODEL_ID} takes PIL images and video file paths; got a {type(visual).__name__}")
+        return kinds
+
+    def prepare(self, batch: list[Request]) -> Prepared:
+        kinds = [self.visual_kinds(r.visuals) for r in batch]
+        prompts = [self.prompt(r.context, k) for r, k in zip(batch, kinds)]
+        images = [v for r in batch for v in r.visuals if isinstance(v, Image.Image)]
+        paths = [v for r, k in zip(batch, kinds) for v, kind in zip(r.visuals, k) if kind == "video"]
+        videos = [sample_video(path, self.args["max_frames"], self.args["fps"]) for path in paths]
+        pixels = (self.args["video_min_pixels"], self.args["video_max_pixels"])
+        inputs = build_inputs(self.processor, prompts, images, videos, pixels)
+        token_ids = self.processor.tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, VIDEO_TOKEN])
+        classes = classify_tokens(inputs["input_ids"], dict(zip(("image", "video"), token_ids)), inputs["attention_mask"])
+        frames = iter(v.indices for v in videos)
+        per_sample = [{"video_frames": [next(frames) for kind in k if kind == "video"]} if "video" in k else {} for k in kinds]
+        if not self.edits_nontext or not (images or videos):
+            return Prepared(inputs, classes, per_sample)
+        prepared = self.edited_inputs(inputs, classes)
+        prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
+        return prepared
+
+    @torch.inference_mode()
+    def visual_features(self, inputs: dict, kind: str) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """Merged features per image (video) in the tower's output order, and their scores when pruning."""
+        scorer = self._scorer
+        pixels, grid = ("pixel_values", "image_grid_thw") if kind == "image" else ("pixel_values_videos", "video_grid_thw")
+        encode = self.model.model.get_image_features if kind == "image" else self.model.model.get_video_features
+        with scorer.recording() if scorer else nullcontext():
+            out = encode(inputs[pixels].to(self.device, self.dtype), inputs[grid].to(self.device))
+        return list(out.pooler_output), list(scorer.scores) if scorer else None
+
+    @torch.inference_mode()
+    def edited_inputs(self, inputs: dict, classes: PositionClasses) -> Prepared:
+        ids = inputs["input_ids"].to(self.device)
+        mask = inputs["attention_mask"].to(self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        sizes, scores = {}, {}
+        for kind, token_id in (("image", self.model.config.image_token_id), ("video", self.model.config.video_token_id)):
+            if f"{kind}_grid_thw" not in inputs:
+                continue
+            features, kind_scores = self.visual_features(inputs, kind)
+            embeds[ids == token_id] = torch.cat(features).to(embeds.device, embeds.dtype)
+            c = classes.names.index(kind)
+            sizes[c], scores[c] = [f.shape[0] for f in features], kind_scores
+        # 3-D positions of the full sequence: kept and repeated columns carry their own
+        positions, _ = self.model.model.get_rope_index(
+            ids, mm_token_type_ids=inputs["mm_token_type_ids"].to(self.device),
+            image_grid_thw=inputs.get("image_grid_thw"), video_grid_thw=inputs.get("video_grid_thw"),
+            second_per_grid_ts=inputs.get("second_per_grid_ts"), attention_mask=mask,
+        )  # fmt: skip
+        edited, classes, counts = edit_nontext(
+            classes, sizes, scores, self.args["prune_ratio"], self.args["nontext_repeat"],
+            {"inputs_embeds": (embeds, 0.0), "attention_mask": (mask, 0), "position_ids": (positions, 0)},
+        )  # fmt: skip
+        edited["position_ids"] = with_text_row(edited["position_ids"], edited["attention_mask"])
+        return Prepared(edited, classes, counts)
+
+
+def with_text_row(positions: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(3, batch, seq) rotary positions -> the (4, batch, seq) form ``generate`` builds itself.
+
+    Row 0 counts the real tokens contiguously (0 on padding): the model reads it to build the
+    mask, and a jump there would look like two packed sequences.
+    """
+    text = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    return torch.cat([text[None].to(positions), positions])
