@@ -1,0 +1,78 @@
+"""qwen2_5_vl_textdom on mmbench_video_textdom through the real lmms-eval CLI: video, pruning,
+replication, and the 0-3 judge as a real OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmms_textdom.hook import METRIC_NAMES
+from lmms_textdom.pruning import kept_count
+from tests.chat_server import Answer, ChatServer
+from tests.lmms_runs import results_of, run_cli, samples_of
+
+TASK = "mmbench_video_textdom"
+
+
+def by_index(row: dict) -> int:
+    return row["doc_id"]
+
+
+@pytest.fixture(scope="module")
+def judged_runs(tiny_qwen_dir, mmbv_data_root, tmp_path_factory):
+    """One plain run and one pruned + replicated run, both judged by a loopback server that answers 2."""
+    out = tmp_path_factory.mktemp("mmbv_runs")
+    with ChatServer(lambda body: Answer("2")) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("LMMS_TEXTDOM_JUDGE_BASE_URL", server.url)
+        env.setenv("LMMS_TEXTDOM_JUDGE_MODEL", "judge-under-test")
+        env.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(out / "judge-cache"))
+        runs = {}
+        for name, args in (("plain", ""), ("edited", ",prune_ratio=0.5,nontext_repeat=2")):
+            done = run_cli("qwen2_5_vl_textdom", f"pretrained={tiny_qwen_dir}{args}", TASK, out / name, mmbv_data_root)
+            assert done.returncode == 0, done.stderr[-3000:]
+            runs[name] = out / name
+        runs["judge_requests"] = server.count
+    return runs
+
+
+def test_video_questions_are_scored_by_the_judge_with_textdom_metrics(judged_runs):
+    for name in ("plain", "edited"):
+        cells = results_of(judged_runs[name])["results"][TASK]
+        questions = len(samples_of(judged_runs[name], TASK, key=by_index))
+        assert cells["mmbv_score,none"] == 2.0 and cells["mmbv_judge_failed,none"] == 0
+        assert cells["textdom,none"] == questions
+        assert all(isinstance(cells[f"{m},none"], float) and cells[f"{m},none"] > 0 for m in METRIC_NAMES)
+    # one request per distinct (question, answer) judged; repeats come from the on-disk cache
+    judged = {
+        (doc_id, row["filtered_resps"][0].strip())
+        for name in ("plain", "edited")
+        for doc_id, row in samples_of(judged_runs[name], TASK, key=by_index).items()
+        if row["filtered_resps"][0].strip()
+    }
+    assert judged_runs["judge_requests"] == len(judged) > 0
+
+
+def test_video_tokens_are_pruned_then_replicated(judged_runs):
+    plain = samples_of(judged_runs["plain"], TASK, key=by_index)
+    edited = samples_of(judged_runs["edited"], TASK, key=by_index)
+    for doc_id, row in edited.items():
+        stats, base = row["textdom"]["stats"], plain[doc_id]["textdom"]["stats"]
+        assert "video" in stats["classes"]
+        video = stats["classes"].index("video")
+        settings = row["textdom"]["settings"]
+        assert (settings["prune_method"], settings["prune_ratio"], settings["nontext_repeat"]) == ("received", 0.5, 2)
+        assert settings["nontext_original"] == base["counts"][video] == sum(base["counts"][1:])
+        assert settings["nontext_kept"] == kept_count(base["counts"][video], 0.5)
+        assert stats["counts"][video] == 2 * settings["nontext_kept"]
+        assert stats["counts"][0] == base["counts"][0], "text is unchanged"
+
+
+def test_without_a_judge_the_score_is_missing_and_textdom_still_measured(tiny_qwen_dir, mmbv_data_root, tmp_path, monkeypatch):
+    for name in ("LMMS_TEXTDOM_JUDGE_BASE_URL", "LMMS_TEXTDOM_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    done = run_cli("qwen2_5_vl_textdom", f"pretrained={tiny_qwen_dir}", TASK, tmp_path, mmbv_data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = results_of(tmp_path)["results"][TASK]
+    assert cells["mmbv_score,none"] is None
+    assert all(isinstance(cells[f"{m},none"], float) for m in METRIC_NAMES)
+    log = done.stdout + done.stderr
+    assert log.count("MMBench-Video: no judge configured") == 1, "one warning per run, not per sample"
