@@ -5,7 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["lmms_textdom.metrics", "lmms_textdom.stats", "lmms_textdom.modality", "lmms_textdom.probe"]
+CORE = [
+    f"lmms_textdom.{name}"
+    for name in ("metrics", "stats", "modality", "probe", "pruning", "received_attention", "sequence", "video", "audio", "qwen_inputs")
+]
 
 
 def imported_after(module: str) -> set[str]:
