@@ -34,11 +34,16 @@ GROUP_LAYERS = {"early": [0, 1], "middle": [1, 2], "late": [2, 3]}  # the 4-laye
 
 
 @pytest.fixture(scope="module")
-def runs_root(tiny_llava_dir, mmmu_data_root, tmp_path_factory):
+def deeper(tmp_path_factory):
+    """A second checkpoint with 6 language-model layers."""
     from lmms_textdom.tiny import save_llava
 
+    return save_llava(tmp_path_factory.mktemp("ckpt6") / "tiny-llava-6l", num_layers=6)
+
+
+@pytest.fixture(scope="module")
+def runs_root(tiny_llava_dir, deeper, mmmu_data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    deeper = save_llava(tmp_path_factory.mktemp("ckpt6") / "tiny-llava-6l", num_layers=6)
     ckpt = f"pretrained={tiny_llava_dir}"
     first = [
         (ckpt, "mmmu_pro_textdom", root / "main", "--batch_size", "2"),
@@ -290,20 +295,13 @@ def test_figures_of_runs_and_layers(default_report):
     assert "no replication sweep" in default_report["stderr"]
 
 
-def relabelled_copy(source: Path, target: Path, **settings) -> None:
-    """A real run's files, with settings as the replication / pruning runs record them."""
-    shutil.copytree(source, target)
-    for path in target.glob("**/*_samples_*.jsonl"):
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        for line in lines:
-            line["textdom"]["settings"].update(settings, nontext_original=25, nontext_kept=25)
-        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-
-
-def test_sweep_figures_against_replication_and_pruning(runs_root, tmp_path):
-    relabelled_copy(runs_root / "deeper", tmp_path / "x5", nontext_repeat=5)
-    relabelled_copy(runs_root / "deeper", tmp_path / "x10", nontext_repeat=10)
-    relabelled_copy(runs_root / "deeper", tmp_path / "cls75", prune_method="cls", prune_ratio=0.75)
+def test_sweep_figures_against_replication_and_pruning(runs_root, deeper, mmmu_data_root, tmp_path):
+    sweep = [(f"pretrained={deeper},nontext_repeat={k}", tmp_path / f"x{k}") for k in (5, 10)]
+    sweep.append((f"pretrained={deeper},prune_ratio=0.75", tmp_path / "cls75"))
+    with ThreadPoolExecutor(len(sweep)) as pool:
+        done = list(pool.map(lambda a: run_cli("llava_hf_textdom", a[0], "mmmu_pro_standard4_textdom", a[1], mmmu_data_root, "--limit", "4"), sweep))
+    for run in done:
+        assert run.returncode == 0, run.stderr[-3000:]
     status, _, stderr = report(runs_root / "deeper", tmp_path, "--out", tmp_path / "out", "--resamples", "100", "--layer-runs", "x10")
     assert status == 0, stderr
     assert [r["setting"] for r in read_csv(tmp_path / "out" / "leaderboard.csv")] == ["default", "x5", "x10", "cls 75%"]
