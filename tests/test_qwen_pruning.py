@@ -62,7 +62,7 @@ def hand_positions(ids: torch.Tensor, start: int, grid: list[int], kept: list[in
     Text counts up; merged token (t, r, c) of the visual sits at (start + int(t * interval),
     start + r, start + c); text after it resumes at start + max(h, w) of the merged grid.
     """
-    steps, height, width = grid[0], grid[1] // 2, grid[2] // 2
+    height, width = grid[1] // 2, grid[2] // 2
     columns = [(i, i, i) for i in range(start)]
     for k in kept:
         t, r, c = k // (height * width), k % (height * width) // width, k % width

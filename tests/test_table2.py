@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from lmms_textdom.pruning import kept_count
 from tests.lmms_runs import samples_of
 

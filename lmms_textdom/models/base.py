@@ -113,22 +113,6 @@ class TextdomModel(lmms):
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
         self.checkpoint_config()
 
-    #: the checkpoints a family loads: their ``model_type`` and a name for messages
-    MODEL_TYPE = ""
-    FAMILY_NAME = ""
-
-    def checkpoint_config(self):
-        """The checkpoint's config; a checkpoint of another model type stops the run here."""
-        config = AutoConfig.from_pretrained(
-            self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
-        )
-        if config.model_type != self.MODEL_TYPE:
-            raise UsageError(
-                f"{self.MODEL_ID} loads {self.FAMILY_NAME} checkpoints (model_type {self.MODEL_TYPE!r}); "
-                f"{self.args['pretrained']} is model_type {config.model_type!r}"
-            )
-        return config
-
     def load(self):
         """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
         raise NotImplementedError
