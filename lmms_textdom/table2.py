@@ -8,21 +8,12 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from lmms_textdom.hook import DETAIL, METRIC_NAMES
+from lmms_textdom.hook import DETAIL
 from lmms_textdom.metrics import GROUPS
+from lmms_textdom.report.runs import headline_metric
 from lmms_textdom.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
-
-
-def accuracy_of(cells: dict) -> tuple[str, float] | None:
-    """The task's own score: the first metric that is neither a textdom metric nor an error bar."""
-    for key, value in cells.items():
-        name = key.split(",")[0]
-        if name in (*METRIC_NAMES, DETAIL, "alias", "samples") or "stderr" in name or not isinstance(value, (int, float)):
-            continue
-        return name, float(value)
-    return None
 
 
 def _fmt(value) -> str:
@@ -31,14 +22,14 @@ def _fmt(value) -> str:
 
 def render(rows: list[tuple[str, dict]]) -> str:
     """Markdown: one row per setting, MDI / AEI per group (paper layout), then accuracy."""
-    accuracy_name = next((a[0] for _, cells in rows if (a := accuracy_of(cells))), "accuracy")
+    accuracy_name = next((name for _, cells in rows if (name := headline_metric(cells)[0])), "accuracy")
     header = "| setting | " + " | ".join(f"{g} MDI / AEI" for g in GROUPS) + f" | {accuracy_name} | samples |"
     lines = [header, "|---" * (len(GROUPS) + 3) + "|"]
     for setting, cells in rows:
         pairs = [f"{_fmt(cells.get(f'mdi_{g},none'))} / {_fmt(cells.get(f'aei_{g},none'))}" for g in GROUPS]
-        accuracy = accuracy_of(cells)
+        accuracy = headline_metric(cells)[1]
         measured = cells.get(f"{DETAIL},none")
-        lines.append(f"| {setting} | " + " | ".join(pairs) + f" | {_fmt(accuracy[1] if accuracy else None)} | {measured} |")
+        lines.append(f"| {setting} | " + " | ".join(pairs) + f" | {_fmt(accuracy)} | {measured} |")
     return "\n".join(lines)
 
 
