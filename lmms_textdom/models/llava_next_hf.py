@@ -54,28 +54,24 @@ class LlavaNextTextdom(LlavaHfTextdom):
         image_class = classes.names.index("image")
         features, scores = self.crop_features(inputs)
         embeds = self.model.get_input_embeddings()(inputs["input_ids"].to(self.device))
+        spans = [nontext_spans(row) for row in classes.ids]
+        if sum(len(sample) for sample in spans) != len(features):
+            raise UsageError(f"{self.MODEL_ID}: each image needs its own run of placeholders (a separator between adjacent images)")
+        # per image: each crop's own top-T tokens, crop after crop (base view first)
+        contents = iter(
+            torch.cat([crop[top_m_in_order(s, kept_count(crops.shape[1], ratio))] for crop, s in zip(crops, crop_scores)])
+            for crops, crop_scores in zip(features, scores)
+        )
         rows, row_classes, sample_settings = [], [], []
-        image = 0
-        for b in range(embeds.shape[0]):
-            spans = nontext_spans(classes.ids[b])
-            contents = []
-            for _ in spans:
-                if image >= len(features):
-                    break
-                kept = kept_count(features[image].shape[1], ratio)
-                contents.append(torch.cat([crop[top_m_in_order(s, kept)] for crop, s in zip(features[image], scores[image])]))
-                image += 1
-            if len(contents) != len(spans):
-                break
-            row = splice(embeds[b], spans, contents, repeat)
-            row_class = splice(classes.ids[b], spans, [torch.full((len(c),), image_class) for c in contents], repeat)
+        for b, sample_spans in enumerate(spans):
+            sample_contents = [next(contents) for _ in sample_spans]
+            row = splice(embeds[b], sample_spans, sample_contents, repeat)
+            row_class = splice(classes.ids[b], sample_spans, [torch.full((len(c),), image_class) for c in sample_contents], repeat)
             rows.append(row[row_class != PAD])
             row_classes.append(row_class[row_class != PAD])
             sample_settings.append(
-                {"nontext_original": sum(end - start for start, end in spans), "nontext_kept": sum(len(c) for c in contents)}
+                {"nontext_original": sum(end - start for start, end in sample_spans), "nontext_kept": sum(len(c) for c in sample_contents)}
             )
-        if image != len(features) or len(rows) != embeds.shape[0]:
-            raise UsageError(f"{self.MODEL_ID}: each image needs its own run of placeholders (a separator between adjacent images)")
         class_ids = left_pad_stack(row_classes, PAD)
         return Prepared(
             {"inputs_embeds": left_pad_stack(rows, 0.0), "attention_mask": (class_ids != PAD).long()},
