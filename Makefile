@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py requirements/cpu.txt requirements/cpu-constraints.txt scripts/setup-venv.sh
+$(STAMP): pyproject.toml setup.py requirements/cpu.lock requirements/lmms-eval.lock scripts/setup-venv.sh
 	scripts/setup-venv.sh $(VENV)
 	touch $(STAMP)
 

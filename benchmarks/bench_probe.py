@@ -28,8 +28,8 @@ TEXT_TOKENS = 124  # the rest of each prompt is "image": 700 tokens -> 576 image
 def run_one(args) -> dict:
     import torch
 
-    from lmms_textdom.modality import PositionClasses
-    from lmms_textdom.probe import AttentionProbe
+    from lmms_textdom.core.modality import PositionClasses
+    from lmms_textdom.core.probe import AttentionProbe
     from lmms_textdom.tiny import build_llama
 
     torch.set_grad_enabled(False)

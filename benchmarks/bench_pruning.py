@@ -32,8 +32,8 @@ QUESTION = "Which option is correct ? Answer with the option letter from the giv
 
 def main() -> None:
     from lmms_textdom.models.base import Request
-    from lmms_textdom.models.llava_hf import LlavaHfTextdom
-    from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
+    from lmms_textdom.models.llava.adapter import LlavaHfTextdom
+    from lmms_textdom.editing.pruning import ClsAttentionCapture, feature_layer_attention
     from lmms_textdom.tiny import save_llava
 
     parser = base_parser(__doc__, SHAPES)

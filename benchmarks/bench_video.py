@@ -42,7 +42,7 @@ QUESTION = "What happens in the video ? Describe the main event and the objects 
 
 
 def adapter_for(checkpoint: Path, args, frames: int, **model_args):
-    from lmms_textdom.models.qwen2_5_vl import Qwen25VLTextdom
+    from lmms_textdom.models.qwen2_5_vl.adapter import Qwen25VLTextdom
 
     return Qwen25VLTextdom(
         pretrained=str(checkpoint), device=args.device, dtype=args.dtype, max_frames=frames,
@@ -54,7 +54,7 @@ def run_one(args) -> dict:
     import torch
 
     from lmms_textdom.models.base import Request
-    from lmms_textdom.probe import AttentionProbe
+    from lmms_textdom.core.probe import AttentionProbe
 
     torch.set_grad_enabled(False)
     use_threads(args)
@@ -98,7 +98,7 @@ def scoring_cost(checkpoint: Path, video: Path, args) -> None:
     import torch
 
     from lmms_textdom.models.base import Request
-    from lmms_textdom.received_attention import ReceivedAttentionScorer
+    from lmms_textdom.editing.received_attention import ReceivedAttentionScorer
 
     torch.set_grad_enabled(False)
     use_threads(args)

@@ -7,8 +7,8 @@
     print(summarize(probe.stats()[0]).values())
 """
 
-from lmms_textdom.metrics import aggregate, aggregate_samples, dominance, layer_groups, summarize
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.metrics import aggregate, aggregate_samples, dominance, layer_groups, summarize
+from lmms_textdom.core.stats import SampleStats
 
 __version__ = "0.1.0"
 
@@ -27,13 +27,13 @@ __all__ = [
 
 
 def __getattr__(name):
-    # torch-backed parts load on first use, so `import lmms_textdom.metrics` stays numpy-only.
+    # torch-backed parts load on first use, so `import lmms_textdom.core.metrics` stays numpy-only.
     if name in ("AttentionProbe", "output_lengths"):
-        from lmms_textdom import probe
+        from lmms_textdom.core import probe
 
         return getattr(probe, name)
     if name in ("PositionClasses", "classify_tokens"):
-        from lmms_textdom import modality
+        from lmms_textdom.core import modality
 
         return getattr(modality, name)
     raise AttributeError(f"module 'lmms_textdom' has no attribute {name!r}")

@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="llava_hf_textdom on mmmu_pro_textdom through lmms-eval, on a tiny built-in model (offline)")
     from lmms_textdom.report.command import add_arguments as add_report_arguments
-    from lmms_textdom.table2 import add_arguments as add_table2_arguments
+    from lmms_textdom.sweeps.table2 import add_arguments as add_table2_arguments
 
     add_table2_arguments(sub.add_parser("table2", help="MDI/AEI and accuracy against pruning ratio or replication factor (paper Table 2)"))
     add_report_arguments(sub.add_parser("report", help="leaderboard (Markdown, CSV, HTML) and figures from lmms-eval outputs"))
@@ -20,11 +20,11 @@ def main(argv: list[str] | None = None) -> None:
 
         run_demo()
     elif args.command == "table2":
-        from lmms_textdom.table2 import run_from_args
+        from lmms_textdom.sweeps.table2 import run_from_args
 
         run_from_args(args)
     elif args.command == "report":
-        from lmms_textdom.errors import UsageError
+        from lmms_textdom.core.errors import UsageError
         from lmms_textdom.report.command import run_report
 
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lmms_textdom.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
 
 REAL_COMMAND = """  lmms-eval --model llava_hf_textdom --model_args pretrained=llava-hf/llava-1.5-7b-hf \\
       --tasks mmmu_pro_textdom --batch_size 8 --output_path runs/ --log_samples"""

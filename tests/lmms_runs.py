@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from lmms_textdom.runner import latest_results, lmms_eval_command, offline_env
+from lmms_textdom.integration.runner import latest_results, lmms_eval_command, offline_env
 
 
 def run_cli(model: str, model_args: str, tasks: str, output: Path, data_root: Path | None, *extra: str, launcher=()):
@@ -41,7 +41,7 @@ def build_task(name: str):
     """One of our tasks built in-process by lmms-eval's TaskManager (process_docs included)."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from lmms_textdom.registry import tasks_dir
+    from lmms_textdom.integration.registry import tasks_dir
 
     manager = TaskManager("WARNING", include_path=str(tasks_dir()), include_defaults=False)
     return get_task_dict([name], manager)[name]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmms_textdom.audio import clip_at_rate, decode_audio, resample, to_mono
-from lmms_textdom.errors import UsageError
+from lmms_textdom.media.audio import clip_at_rate, decode_audio, resample, to_mono
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.tiny.iemocap_data import synthetic_clip, wav_bytes
 
 

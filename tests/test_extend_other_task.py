@@ -46,7 +46,7 @@ metric_list:
 
 # What a user writes: one Python line around the original function, and a YAML that includes the task.
 WRAPPER_PY = """
-from lmms_textdom.hook import with_textdom
+from lmms_textdom.integration.hook import with_textdom
 from tp_utils import process_results as original
 
 process_results = with_textdom(original)
@@ -61,9 +61,9 @@ metric_list:
     aggregation: mean
     higher_is_better: true
 """ + "".join(
-    f"  - metric: {m}\n    aggregation: !function lmms_textdom.hook.mean_of_defined\n    higher_is_better: false\n"
+    f"  - metric: {m}\n    aggregation: !function lmms_textdom.integration.hook.mean_of_defined\n    higher_is_better: false\n"
     for m in ("mdi_early", "mdi_middle", "mdi_late", "aei_early", "aei_middle", "aei_late")
-) + "  - metric: textdom\n    aggregation: !function lmms_textdom.hook.samples_measured\n    higher_is_better: true\n"
+) + "  - metric: textdom\n    aggregation: !function lmms_textdom.integration.hook.samples_measured\n    higher_is_better: true\n"
 
 
 def test_wrapped_third_party_task_reports_textdom_metrics(tiny_llava_dir, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmms_textdom.hook import (
+from lmms_textdom.integration.hook import (
     METRIC_NAMES,
     encode_payload,
     group_mean,
@@ -15,8 +15,8 @@ from lmms_textdom.hook import (
     textdom_metrics,
     with_textdom,
 )
-from lmms_textdom.metrics import summarize
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.metrics import summarize
+from lmms_textdom.core.stats import SampleStats
 
 STATS = SampleStats(("text", "image"), (10, 30), np.array([[3.0, 1.0], [2.0, 2.0], [1.0, 3.0], [4.0, 0.0]]), np.zeros(4), 2, 4)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.tasks.iemocap.answers import classes_named, map_answer
 from lmms_textdom.tasks.iemocap.utils import count, doc_to_target, doc_to_visual, load_sessions, process_results, unweighted_accuracy
 

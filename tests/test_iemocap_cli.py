@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-from lmms_textdom.hook import METRIC_NAMES
+from lmms_textdom.integration.hook import METRIC_NAMES
 from lmms_textdom.tasks.iemocap.utils import doc_to_visual, load_sessions
 from tests.lmms_runs import results_of, run_cli, samples_of
 from tests.oracle import eager_class_masses

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.judge import ChatJudge, JudgeConfig
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.integration.judge import ChatJudge, JudgeConfig
 from tests.chat_server import Answer, ChatServer, user_message
 
 SYSTEM = "Rate the candidate from 0 to 3."

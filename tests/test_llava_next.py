@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from lmms_textdom.models.base import Request
-from lmms_textdom.models.llava_next_hf import LlavaNextTextdom
-from lmms_textdom.pruning import kept_count
+from lmms_textdom.models.llava_next.adapter import LlavaNextTextdom
+from lmms_textdom.editing.pruning import kept_count
 from lmms_textdom.tiny.llava_next import save_llava_next
 from tests.lmms_runs import run_cli, samples_of
 from tests.test_probe import assert_matches_eager

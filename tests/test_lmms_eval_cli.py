@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-from lmms_textdom.data import hub_dataset
-from lmms_textdom.hook import METRIC_NAMES
-from lmms_textdom.registry import tasks_dir
+from lmms_textdom.integration.data import hub_dataset
+from lmms_textdom.integration.hook import METRIC_NAMES
+from lmms_textdom.integration.registry import tasks_dir
 from lmms_textdom.tasks.mmmu_pro.utils import doc_to_text, doc_to_visual
 from tests.lmms_runs import results_of, run_cli, run_cli_ok, samples_of
 from tests.oracle import eager_class_masses
@@ -154,7 +154,7 @@ def test_hub_unreachable_without_local_copy_names_the_variable(tiny_llava_dir, t
 def test_task_list_shows_our_tasks(tmp_path):
     import subprocess
 
-    from lmms_textdom.runner import offline_env
+    from lmms_textdom.integration.runner import offline_env
 
     done = subprocess.run([sys.executable, "-m", "lmms_eval", "--tasks", "list"], env=offline_env(), capture_output=True, text=True, timeout=600)
     listed = done.stdout + done.stderr

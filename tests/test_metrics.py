@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmms_textdom.metrics import (
+from lmms_textdom.core.metrics import (
     MISSING,
     aggregate,
     aggregate_layers,
@@ -20,7 +20,7 @@ from lmms_textdom.metrics import (
     sample_dominance,
     summarize,
 )
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.stats import SampleStats
 
 
 def make_stats(text, nontext, counts=(10, 30), rows=5, heads=4, generated=None, classes=("text", "image")):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmms_textdom.hook import METRIC_NAMES
-from lmms_textdom.pruning import kept_count
+from lmms_textdom.integration.hook import METRIC_NAMES
+from lmms_textdom.editing.pruning import kept_count
 from tests.chat_server import Answer, ChatServer
 from tests.lmms_runs import results_of, run_cli, samples_of
 

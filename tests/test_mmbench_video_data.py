@@ -13,8 +13,8 @@ import av
 import pandas as pd
 import pytest
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.runner import offline_env
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.integration.runner import offline_env
 from lmms_textdom.tasks.mmbench_video.dataset import COLUMNS, REPO, load_rows
 from lmms_textdom.tiny.mmbench_video_data import QUESTIONS, write_mmbench_video_snapshot
 

@@ -8,9 +8,9 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.hook import METRIC_NAMES, encode_payload
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.integration.hook import METRIC_NAMES, encode_payload
+from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.tasks.mmbench_video.scoring import (
     COARSE,
     COARSE_RATINGS,

@@ -96,3 +96,46 @@ def test_standard_prompt_and_image_order_follow_the_official_inference():
     )
     # order of reference in question then options, repeats kept: 2, 1, 3, 1
     assert [img.getpixel((0, 0))[0] for img in doc_to_visual(doc)] == [2, 1, 3, 1]
+
+
+def official_stripped(response: str) -> str:
+    """The official evaluate.py's punctuation step, written from its loop: for each of , . ! ? ; : '
+    in that order, ``response = response.strip(char)``."""
+    for char in [",", ".", "!", "?", ";", ":", "'"]:
+        response = response.strip(char)
+    return response
+
+
+@pytest.mark.parametrize(
+    "response,stripped",
+    [
+        ("A,.", "A,"),  # "," goes first, while "." still guards it
+        ("B,:", "B,"),
+        ("I think it is C...'", "I think it is C..."),  # "." comes before "'"
+        ("'D'", "D"),
+        ("E.!?", "E.!"),
+        (".,F,.", ",F,"),
+    ],
+)
+def test_punctuation_is_stripped_one_character_kind_at_a_time(response, stripped):
+    assert official_stripped(response) == stripped
+
+
+@pytest.mark.parametrize("response", ["A,.", "B,:", "C,;"])
+def test_a_letter_left_behind_punctuation_is_not_an_answer(response):
+    # The official code sees " A, " here: no "(A)", no "A ", no "A.", fewer than six words, so it guesses.
+    assert parse_choice(response, TEN, seed="q7") == parse_choice("no letter here", TEN, seed="q7")
+
+
+@pytest.mark.parametrize(
+    "response,expected",
+    [
+        ("I think it is C...'", "C"),  # four options (ten would read "I " as option I): "C." matches
+        ("'D'", "D"),
+        ("B'.", "B"),  # "." then "'" leave "B"
+        ("E.!?", "E"),  # "?" goes, "!" was already passed: " E.! " still has "E."
+        ("The answer must be G.'", "G"),
+    ],
+)
+def test_responses_ending_in_mixed_punctuation(response, expected):
+    assert parse_choice(response, TEN if expected > "D" else FOUR, seed="q8") == expected

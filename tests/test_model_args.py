@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.args import Arg, parse_model_args
-from lmms_textdom.models.llava_hf import LlavaHfTextdom
+from lmms_textdom.models.llava.adapter import LlavaHfTextdom
 
 SPEC = (
     Arg("pretrained", "x", "checkpoint"),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmms_textdom.modality import PositionClasses, classify_tokens
-from lmms_textdom.probe import AttentionProbe, ProbeError, install, output_lengths, text_attention_implementation
+from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.probe import AttentionProbe, ProbeError, install, output_lengths, text_attention_implementation
 from tests.oracle import eager_class_masses
 
 NEW_TOKENS = 6

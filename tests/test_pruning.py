@@ -7,11 +7,11 @@ import copy
 import pytest
 import torch
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.base import Request
-from lmms_textdom.models.llava_hf import LlavaHfTextdom
-from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
-from lmms_textdom.sequence import item_spans, nontext_spans, plan_positions, split_span
+from lmms_textdom.models.llava.adapter import LlavaHfTextdom
+from lmms_textdom.editing.pruning import ClsAttentionCapture, feature_layer_attention, kept_count, top_m_in_order
+from lmms_textdom.editing.sequence import item_spans, nontext_spans, plan_positions, split_span
 from tests.adapter_runs import assert_batch_equals_single, run_adapter
 from tests.conftest import random_image
 

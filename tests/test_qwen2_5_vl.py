@@ -9,14 +9,14 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import classify_tokens
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import classify_tokens
 from lmms_textdom.models.base import Request
-from lmms_textdom.models.qwen2_5_vl import Qwen25VLTextdom
-from lmms_textdom.probe import AttentionProbe, output_lengths
-from lmms_textdom.qwen_inputs import build_inputs, video_patches
-from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN, ImageOnlyQwenProcessor, load_qwen_processor
-from lmms_textdom.video import sample_video
+from lmms_textdom.models.qwen2_5_vl.adapter import Qwen25VLTextdom
+from lmms_textdom.core.probe import AttentionProbe, output_lengths
+from lmms_textdom.models.qwen2_5_vl.inputs import build_inputs, video_patches
+from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN, ImageOnlyQwenProcessor, load_qwen_processor
+from lmms_textdom.media.video import sample_video
 from tests.conftest import random_image
 from tests.oracle import eager_class_masses
 

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.base import Request
-from lmms_textdom.models.qwen2_audio import Qwen2AudioTextdom
-from lmms_textdom.probe import language_model_layers
+from lmms_textdom.models.qwen2_audio.adapter import Qwen2AudioTextdom
+from lmms_textdom.core.probe import language_model_layers
 from tests.conftest import audio_item
 from tests.test_probe import NEW_TOKENS, assert_matches_eager
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from lmms_textdom.data import hub_dataset
-from lmms_textdom.hook import METRIC_NAMES
-from lmms_textdom.qwen_processor import load_qwen_processor
+from lmms_textdom.integration.data import hub_dataset
+from lmms_textdom.integration.hook import METRIC_NAMES
+from lmms_textdom.models.qwen2_5_vl.processor import load_qwen_processor
 from lmms_textdom.tasks.mmmu_pro.utils import doc_to_text, doc_to_visual
 from tests.lmms_runs import results_of, run_cli_ok, samples_of
 from tests.oracle import eager_class_masses

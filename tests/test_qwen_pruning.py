@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmms_textdom.models.qwen2_5_vl import Qwen25VLTextdom
-from lmms_textdom.pruning import kept_count
-from lmms_textdom.qwen_inputs import build_inputs
-from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN
-from lmms_textdom.received_attention import ReceivedAttentionScorer
-from lmms_textdom.video import sample_video
+from lmms_textdom.models.qwen2_5_vl.adapter import Qwen25VLTextdom
+from lmms_textdom.editing.pruning import kept_count
+from lmms_textdom.models.qwen2_5_vl.inputs import build_inputs
+from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN
+from lmms_textdom.editing.received_attention import ReceivedAttentionScorer
+from lmms_textdom.media.video import sample_video
 from tests.adapter_runs import assert_batch_equals_single, run_adapter
 from tests.conftest import random_image
 from tests.oracle import eager_received_scores

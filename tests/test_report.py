@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from lmms_textdom.cli import main
-from lmms_textdom.metrics import AGGREGATIONS, aggregate_samples
+from lmms_textdom.core.metrics import AGGREGATIONS, aggregate_samples
 from lmms_textdom.report.bootstrap import Replicator
 from lmms_textdom.report.runs import load_runs
 from tests.lmms_runs import run_cli

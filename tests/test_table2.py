@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from lmms_textdom.pruning import kept_count
+from lmms_textdom.editing.pruning import kept_count
 from tests.lmms_runs import samples_of
 
 TASK = "mmmu_pro_standard_textdom"

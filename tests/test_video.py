@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lmms_textdom.tiny.videos import frame_pixels
-from lmms_textdom.video import VideoInfo, fps_indices, frame_indices, read_frames, sample_video, uniform_indices, video_info
+from lmms_textdom.media.video import VideoInfo, fps_indices, frame_indices, read_frames, sample_video, uniform_indices, video_info
 
 
 def test_uniform_sampling_excludes_the_endpoints():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ NONTEXT_REPEAT = Arg(
     kind=int, check=lambda k: k >= 1, requirement="an integer k >= 1 (1 = off)",
 )  # fmt: skip
 
-# Shared by every family that samples video frames (lmms_textdom.video).
+# Shared by every family that samples video frames (lmms_textdom.media.video).
 MAX_FRAMES = Arg(
     "max_frames", 8, "frames sampled per video (uniform, endpoints excluded); with fps: the most frames taken",
     kind=int, check=lambda n: n >= 1, requirement="an integer >= 1",

@@ -17,11 +17,12 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 from transformers import AutoConfig, AutoProcessor
 
-from lmms_textdom.errors import UsageError, fail_loudly
-from lmms_textdom.hook import encode_payload
-from lmms_textdom.modality import PositionClasses
+from lmms_textdom.core.errors import UsageError, fail_loudly
+from lmms_textdom.integration.hook import encode_payload
+from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.models.args import Arg, parse_model_args
-from lmms_textdom.probe import AttentionProbe, install, output_lengths
+from lmms_textdom.models.checkpoint import check_reachable
+from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -97,6 +98,7 @@ class TextdomModel(lmms):
             self._world_size = int(os.environ.get("WORLD_SIZE", 1))
             self._device = self._resolve_device()
             self.dtype = self._resolve_dtype()
+            check_reachable(self.args["pretrained"], self.args["revision"])
             self.check_args()
             self.model, self.processor = self.load()
             self.model.eval()

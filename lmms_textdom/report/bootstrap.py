@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 
-from lmms_textdom.metrics import GROUPS, METRICS, dominance, layer_groups, sample_dominance
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.metrics import GROUPS, METRICS, dominance, layer_groups, sample_dominance
+from lmms_textdom.core.stats import SampleStats
 
 CONFIDENCE = 0.95
 #: Resample indices drawn per chunk (bounds memory on runs with many samples).

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.metrics import AGGREGATIONS
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.metrics import AGGREGATIONS
 from lmms_textdom.report import html, render
 from lmms_textdom.report.duplicates import keep_latest
 from lmms_textdom.report.runs import load_runs

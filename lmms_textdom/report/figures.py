@@ -16,7 +16,7 @@ from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
-from lmms_textdom.metrics import GROUPS, METRICS, aggregate_layers, layer_groups
+from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_layers, layer_groups
 from lmms_textdom.report.runs import settings_key
 from lmms_textdom.report.table import Row
 

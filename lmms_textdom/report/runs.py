@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.hook import DETAIL, METRIC_NAMES
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.integration.hook import DETAIL, METRIC_NAMES
 from lmms_textdom.report.progress import Progress, megabytes
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.stats import SampleStats
 
 RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lmms_textdom.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
+from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
 from lmms_textdom.report import bootstrap
 from lmms_textdom.report.duplicates import identity
 from lmms_textdom.report.progress import Progress
 from lmms_textdom.report.runs import Run
-from lmms_textdom.stats import TEXT, MODALITIES
+from lmms_textdom.core.stats import TEXT, MODALITIES
 
 #: MDI / AEI cells in the paper's order: early MDI, early AEI, middle MDI, ...
 CELL_KEYS = tuple(f"{m}_{g}" for g in GROUPS for m in METRICS)

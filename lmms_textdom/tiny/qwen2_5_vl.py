@@ -7,7 +7,7 @@ from pathlib import Path
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
-from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN, ImageOnlyQwenProcessor
+from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN, ImageOnlyQwenProcessor
 from lmms_textdom.tiny.common import instantiate, language_model_fields, save_checkpoint
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 

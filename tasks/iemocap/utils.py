@@ -7,9 +7,9 @@ from collections import defaultdict
 
 from loguru import logger
 
-from lmms_textdom.audio import decode_audio
-from lmms_textdom.data import docs_loader
-from lmms_textdom.hook import split_response, textdom_metrics
+from lmms_textdom.media.audio import decode_audio
+from lmms_textdom.integration.data import docs_loader
+from lmms_textdom.integration.hook import split_response, textdom_metrics
 from lmms_textdom.tasks.iemocap.answers import CLASSES, map_answer
 
 REPO = "Zahra99/IEMOCAP_Audio"

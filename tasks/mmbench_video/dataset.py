@@ -16,8 +16,8 @@ import pickle
 import re
 from pathlib import Path
 
-from lmms_textdom.data import snapshot_files
-from lmms_textdom.errors import UsageError
+from lmms_textdom.integration.data import snapshot_files
+from lmms_textdom.core.errors import UsageError
 from lmms_textdom.tasks.mmbench_video.scoring import dimensions_of
 
 REPO = "opencompass/MMBench-Video"

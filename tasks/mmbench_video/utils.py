@@ -6,7 +6,7 @@ whose preamble counts the frames the task no longer chooses). ``pre_prompt`` / `
 ``lmms_eval_specific_kwargs`` wrap the question for other wordings. Frame sampling is the model's
 job: the task hands over the mp4's absolute path (lmms-eval's video convention).
 
-Scoring: the judge configured by ``LMMS_TEXTDOM_JUDGE_*`` (``lmms_textdom.judge``) rates each
+Scoring: the judge configured by ``LMMS_TEXTDOM_JUDGE_*`` (``lmms_textdom.integration.judge``) rates each
 answer 0-3; a reply that is not a lone 0-3, a judge that never answered, and an empty prediction
 (which VLMEvalKit does not send to the judge) score -1, a failure. Without a judge the scores are
 None (N/A in the table, one warning at start) and MDI/AEI are still measured.
@@ -20,9 +20,9 @@ from datetime import datetime
 
 from loguru import logger
 
-from lmms_textdom.data import loud_process_docs
-from lmms_textdom.hook import split_response, textdom_metrics
-from lmms_textdom.judge import PREFIX, JudgeConfig, judge_from_env
+from lmms_textdom.integration.data import loud_process_docs
+from lmms_textdom.integration.hook import split_response, textdom_metrics
+from lmms_textdom.integration.judge import PREFIX, JudgeConfig, judge_from_env
 from lmms_textdom.tasks.mmbench_video.dataset import load_rows
 from lmms_textdom.tasks.mmbench_video.scoring import (
     COARSE_RATINGS,

@@ -1,8 +1,9 @@
 """MMMU-Pro answer parsing with the official evaluation's rules (mmmu-pro/evaluate.py).
 
 1. After the last "Answer:", if exactly one option letter occurs, that letter is the answer.
-2. Otherwise the MMMU heuristics on the whole response (outer punctuation stripped, padded with
-   spaces): "(X)", then "X " (letter and space), then "X."; if none and the response has more than
+2. Otherwise the MMMU heuristics on the whole response (outer punctuation stripped one character
+   kind at a time, in the order , . ! ? ; : ' as the official loop does, so "A,." keeps its comma;
+   then padded with spaces): "(X)", then "X " (letter and space), then "X."; if none and the response has more than
    5 words, options whose text occurs in it. Several candidates: the one occurring last.
 3. No candidate: a random letter. The official code draws unseeded; we seed with the question id,
    so runs repeat and the guess does not depend on thread or process scheduling.
@@ -14,7 +15,8 @@ import random
 import string
 from typing import Sequence
 
-_STRIP = ",.!?;:'"
+# Stripped one after the other, in this order, exactly as the official loop of str.strip(char) calls.
+_STRIP_IN_ORDER = (",", ".", "!", "?", ";", ":", "'")
 
 
 def option_letters(options: Sequence[str]) -> list[str]:
@@ -41,7 +43,10 @@ def parse_choice(response: str, options: Sequence[str], seed: str) -> str:
     if tagged is not None:
         return tagged
 
-    padded = " " + response.strip(_STRIP) + " "
+    stripped = response
+    for char in _STRIP_IN_ORDER:
+        stripped = stripped.strip(char)
+    padded = " " + stripped + " "
     bracketed = [c for c in letters if f"({c})" in padded]
     if bracketed:
         return _last_occurring(bracketed, {c: padded.rfind(f"({c})") for c in bracketed})

@@ -16,8 +16,8 @@ from collections import defaultdict
 
 from loguru import logger
 
-from lmms_textdom.data import docs_loader
-from lmms_textdom.hook import split_response, textdom_metrics
+from lmms_textdom.integration.data import docs_loader
+from lmms_textdom.integration.hook import split_response, textdom_metrics
 from lmms_textdom.tasks.mmmu_pro.parsing import option_letters, parse_choice
 
 REPO = "MMMU/MMMU_Pro"

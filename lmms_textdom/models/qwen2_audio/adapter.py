@@ -14,12 +14,12 @@ import torch
 from transformers import Qwen2AudioForConditionalGeneration
 from transformers.masking_utils import create_bidirectional_mask
 
-from lmms_textdom.audio import clip_at_rate
-from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.media.audio import clip_at_rate
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.sequence import edit_nontext
+from lmms_textdom.editing.sequence import edit_nontext
 
 PROMPT_FORMAT = Arg(
     "prompt_format", "chat",

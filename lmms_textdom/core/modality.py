@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from lmms_textdom.stats import TEXT, check_classes
+from lmms_textdom.core.stats import TEXT, check_classes
 
 PAD = -1
 

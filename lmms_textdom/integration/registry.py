@@ -14,10 +14,10 @@ from pathlib import Path
 
 #: model id -> adapter class path
 MODELS = {
-    "llava_hf_textdom": "lmms_textdom.models.llava_hf.LlavaHfTextdom",
-    "llava_next_textdom": "lmms_textdom.models.llava_next_hf.LlavaNextTextdom",
-    "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.Qwen2AudioTextdom",
-    "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.Qwen25VLTextdom",
+    "llava_hf_textdom": "lmms_textdom.models.llava.adapter.LlavaHfTextdom",
+    "llava_next_textdom": "lmms_textdom.models.llava_next.adapter.LlavaNextTextdom",
+    "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.adapter.Qwen2AudioTextdom",
+    "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.adapter.Qwen25VLTextdom",
 }
 
 

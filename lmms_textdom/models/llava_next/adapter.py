@@ -13,12 +13,12 @@ import torch
 from transformers import LlavaNextForConditionalGeneration
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PAD, PositionClasses
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.models.base import Prepared
-from lmms_textdom.models.llava_hf import LlavaHfTextdom
-from lmms_textdom.pruning import kept_count, top_m_in_order
-from lmms_textdom.sequence import left_pad_stack, nontext_spans, splice
+from lmms_textdom.models.llava.adapter import LlavaHfTextdom
+from lmms_textdom.editing.pruning import kept_count, top_m_in_order
+from lmms_textdom.editing.sequence import left_pad_stack, nontext_spans, splice
 
 
 class LlavaNextTextdom(LlavaHfTextdom):

@@ -13,8 +13,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from lmms_textdom.modality import PAD, PositionClasses
-from lmms_textdom.pruning import kept_count, top_m_in_order
+from lmms_textdom.core.modality import PAD, PositionClasses
+from lmms_textdom.editing.pruning import kept_count, top_m_in_order
 
 
 def nontext_spans(class_ids: torch.Tensor) -> list[tuple[int, int]]:

@@ -22,8 +22,8 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from lmms_textdom.modality import PositionClasses
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.stats import SampleStats
 
 _PREFIX = "textdom_"
 #: Attention implementations the probe can wrap.

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 
 PREFIX = "LMMS_TEXTDOM_JUDGE_"
 RETRYABLE_STATUS = {408, 409, 429}

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN
+from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN
 
 #: per-frame pixel budget for videos (qwen-vl-utils' and transformers' video defaults)
 VIDEO_MIN_PIXELS = 128 * 28 * 28
@@ -67,7 +67,7 @@ def build_inputs(
 ) -> dict[str, torch.Tensor]:
     """Tokenized, left-padded prompts with every visual's placeholders expanded, plus pixel inputs.
 
-    ``videos`` are ``lmms_textdom.video.SampledVideo``; images and videos are consumed in prompt
+    ``videos`` are ``lmms_textdom.media.video.SampledVideo``; images and videos are consumed in prompt
     order across the batch.
     """
     merge = processor.image_processor.merge_size**2

@@ -13,12 +13,12 @@ from contextlib import nullcontext
 import torch
 from transformers import LlavaForConditionalGeneration
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.pruning import ClsAttentionCapture, feature_layer_attention
-from lmms_textdom.sequence import edit_nontext
+from lmms_textdom.editing.pruning import ClsAttentionCapture, feature_layer_attention
+from lmms_textdom.editing.sequence import edit_nontext
 
 # LLaVA-1.5's conversation format, for checkpoints whose processor carries no chat template.
 FALLBACK_PROMPT = "USER: {images}{text} ASSISTANT:"

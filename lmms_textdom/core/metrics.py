@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from lmms_textdom.stats import SampleStats
+from lmms_textdom.core.stats import SampleStats
 
 GROUPS = ("early", "middle", "late")
 METRICS = ("mdi", "aei")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 
 #: elements of one (heads x queries x keys) float32 block of scores computed at a time (128 MB)
 SCORE_BUDGET = 32 * 1024 * 1024

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from lmms_textdom.hook import DETAIL
-from lmms_textdom.metrics import GROUPS
+from lmms_textdom.integration.hook import DETAIL
+from lmms_textdom.core.metrics import GROUPS
 from lmms_textdom.report.runs import headline_metric
-from lmms_textdom.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lmms_textdom.data import ENV
+from lmms_textdom.integration.data import ENV
 
 DEFAULT_CACHE = Path(os.environ.get("LMMS_TEXTDOM_CACHE", ".textdom-cache"))
 

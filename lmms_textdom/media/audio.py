@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """``qwen2_5_vl_textdom``: Qwen2.5-VL checkpoints (3B/7B/32B/72B layouts), images and videos.
 
 Visuals come from lmms-eval as PIL images or as a video file path (its convention); videos are
-sampled with ``lmms_textdom.video`` and turned into patches by ``lmms_textdom.qwen_inputs``.
+sampled with ``lmms_textdom.media.video`` and turned into patches by ``lmms_textdom.models.qwen2_5_vl.inputs``.
 With ``prune_ratio`` or ``nontext_repeat`` the adapter builds the language model's input itself:
 visual features at their placeholders, each image's (video's) tokens pruned by the attention they
 receive in the tower's last full-attention block and/or replicated, and the 3-D rotary positions
@@ -18,15 +18,15 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from lmms_textdom.errors import UsageError
-from lmms_textdom.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.models.args import FPS, MAX_FRAMES, NONTEXT_REPEAT, PRUNE_RATIO, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.qwen_inputs import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, build_inputs
-from lmms_textdom.qwen_processor import IMAGE_TOKEN, VIDEO_TOKEN, load_qwen_processor
-from lmms_textdom.received_attention import ReceivedAttentionScorer
-from lmms_textdom.sequence import edit_nontext
-from lmms_textdom.video import sample_video
+from lmms_textdom.models.qwen2_5_vl.inputs import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, build_inputs
+from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN, load_qwen_processor
+from lmms_textdom.editing.received_attention import ReceivedAttentionScorer
+from lmms_textdom.editing.sequence import edit_nontext
+from lmms_textdom.media.video import sample_video
 
 MIN_FRAME_PIXELS = 28 * 28  # one merged token
 

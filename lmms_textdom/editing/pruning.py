@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lmms_textdom.errors import UsageError
+from lmms_textdom.core.errors import UsageError
 
 
 def check_ratio(ratio: float) -> float:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from lmms_textdom.errors import UsageError, fail_loudly
+from lmms_textdom.core.errors import UsageError, fail_loudly
 
 ENV = "LMMS_TEXTDOM_DATA"
 

@@ -1,0 +1,104 @@
+"""The metric hook: MDI/AEI next to a task's own metrics in lmms-eval's results table.
+
+A textdom model answers each request with ``[text, payload]``, where ``payload`` is a JSON string
+holding the sample's ``SampleStats`` and the run's settings; lmms-eval passes that list through to
+``process_results`` untouched. A task's ``process_results`` calls ``split_response`` to get the text
+back and ``textdom_metrics`` for the metric values; ``with_textdom`` does both around any existing
+``process_results``, so another task gains the metrics without copying its code. With any other
+model the payload is absent and the textdom metrics are simply not reported.
+
+No torch, no lmms-eval here: only the metric core.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from typing import Any, Callable, Sequence
+
+from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, summarize
+from lmms_textdom.core.stats import SampleStats
+
+__all__ = [
+    "METRIC_NAMES", "encode_payload", "is_payload", "split_response", "textdom_metrics", "with_textdom",
+    "mean_of_defined", "samples_measured", "group_mean", "group_sum",
+]
+
+FORMAT = "lmms_textdom/1"
+_PREFIX = json.dumps({"format": FORMAT})[:-1]
+#: Metric keys a textdom task lists in its metric_list (plus DETAIL).
+METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
+#: Per-sample record in the sample log; aggregated to the number of samples measured.
+DETAIL = "textdom"
+
+
+def encode_payload(stats: SampleStats, settings: dict[str, Any]) -> str:
+    return json.dumps({"format": FORMAT, "stats": stats.to_dict(), "settings": settings})
+
+
+def is_payload(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(_PREFIX)
+
+
+def split_response(results: Sequence[Any]) -> tuple[list[Any], dict | None]:
+    """``process_results``'s ``results`` without the textdom payload, and the payload (or None)."""
+    results = list(results)
+    if results and is_payload(results[-1]):
+        return results[:-1], json.loads(results[-1])
+    return results, None
+
+
+def textdom_metrics(payload: dict | None) -> dict[str, Any]:
+    """``{"mdi_early": float | None, ..., "textdom": detail}``, or ``{}`` without a payload."""
+    if payload is None:
+        return {}
+    stats = SampleStats.from_dict(payload["stats"])
+    summary = summarize(stats)
+    values = summary.values()
+    detail = {
+        "stats": payload["stats"],
+        "settings": payload.get("settings", {}),
+        "values": dict(values),
+        "layers": {m: [getattr(d, m) for d in summary.layers] for m in ("mdi", "aei", "aei_nontext")},
+    }
+    return {**values, DETAIL: detail}
+
+
+def with_textdom(process_results: Callable) -> Callable:
+    """Wrap a task's ``process_results`` so that it also reports the textdom metrics."""
+
+    @functools.wraps(process_results)
+    def wrapped(doc, results, *args, **kwargs):
+        texts, payload = split_response(results)
+        out = dict(process_results(doc, texts, *args, **kwargs))
+        out.update(textdom_metrics(payload))
+        return out
+
+    return wrapped
+
+
+# ----- aggregations, referenced from task YAMLs with !function ---------------------------------
+
+
+def mean_of_defined(items: Sequence[float | None]) -> float | None:
+    """Mean of the per-sample values that are defined (lmms-eval prints None as N/A)."""
+    return aggregate(items).value
+
+
+def samples_measured(items: Sequence[dict]) -> int:
+    """How many samples have a defined MDI in every layer group."""
+    return sum(1 for d in items if d and all(d["values"].get(f"mdi_{g}") is not None for g in GROUPS))
+
+
+def group_mean(metrics: Sequence[float | None], sizes: Sequence[int], weight_by_size: bool = True) -> float | None:
+    """Group value from subtask values (lmms-eval's group aggregation), skipping undefined subtasks."""
+    pairs = [(m, s if weight_by_size else 1) for m, s in zip(metrics, sizes) if isinstance(m, (int, float))]
+    pairs = [(m, w) for m, w in pairs if math.isfinite(m)]
+    if not pairs:
+        return None
+    return math.fsum(m * w for m, w in pairs) / math.fsum(w for _, w in pairs)
+
+
+def group_sum(metrics: Sequence[int | None], sizes: Sequence[int], weight_by_size: bool = True) -> int:
+    return int(sum(m for m in metrics if isinstance(m, (int, float))))

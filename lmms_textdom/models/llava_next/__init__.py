@@ -1,0 +1,1 @@
+"""The llava_next family: its lmms-eval adapter and what only it needs."""

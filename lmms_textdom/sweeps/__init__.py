@@ -1,0 +1,1 @@
+"""Commands that run lmms-eval many times and tabulate the runs (the paper's Table 2)."""
