@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean lock upgrade-check
 
 venv: $(STAMP)
 
@@ -20,6 +20,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Regenerate requirements/cpu.lock and requirements/lmms-eval.lock from requirements/cpu.in.
+lock:
+	scripts/lock.sh
+
+# Maintainers: the newest versions the bounds allow, in a throw-away environment, and the suite.
+upgrade-check:
+	scripts/upgrade-check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_probe.py

@@ -11,7 +11,7 @@ trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
 "$tools/venv/bin/python" -m pip install -q --disable-pip-version-check "pip-tools==7.6.2"
 "$tools/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
-    --no-emit-index-url --no-emit-find-links --upgrade \
+    --no-emit-index-url --no-emit-find-links --upgrade --custom-compile-command "make lock" \
     -o requirements/cpu.lock requirements/cpu.in
 "$tools/venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
     "lmms-eval==$lmms_eval_version" -d "$tools/wheel"

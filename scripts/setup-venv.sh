@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
 python="${PYTHON:-python3}"
 
-"$python" -m venv "$venv"
+# --clear: a rebuilt environment holds exactly the lock, nothing left from an older one
+"$python" -m venv --clear "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then

@@ -52,3 +52,19 @@ def test_adapter_rejects_other_model_types(tmp_path):
     LlamaConfig(num_hidden_layers=1, hidden_size=8, intermediate_size=8, num_attention_heads=2).save_pretrained(tmp_path)
     with pytest.raises(UsageError, match="loads LLaVA-1.5 checkpoints .* model_type 'llama'"):
         LlavaHfTextdom(pretrained=str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize("pretrained", ["/no/such/folder", "not-a-user/not-a-checkpoint", "bad id with spaces"])
+def test_a_checkpoint_that_is_not_there_stops_with_one_line(pretrained, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UsageError) as caught:
+        LlavaHfTextdom(pretrained=pretrained, device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"pretrained={pretrained} is neither a local checkpoint folder nor a hub id that can be reached" in message
+    assert "HF_HUB_OFFLINE=1" in message
+
+
+def test_a_folder_without_a_config_names_the_missing_file(tmp_path):
+    with pytest.raises(UsageError, match=f"pretrained={tmp_path} is a folder but has no config.json"):
+        LlavaHfTextdom(pretrained=str(tmp_path), device="cpu")
