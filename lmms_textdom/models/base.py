@@ -98,7 +98,6 @@ class TextdomModel(lmms):
             self._world_size = int(os.environ.get("WORLD_SIZE", 1))
             self._device = self._resolve_device()
             self.dtype = self._resolve_dtype()
-            check_reachable(self.args["pretrained"], self.args["revision"])
             self.check_args()
             self.model, self.processor = self.load()
             self.model.eval()
@@ -150,6 +149,7 @@ class TextdomModel(lmms):
 
     def checkpoint_config(self):
         """The checkpoint's config (no weights), after checking that it is of this family's ``MODEL_TYPE``."""
+        check_reachable(self.args["pretrained"], self.args["revision"])
         config = AutoConfig.from_pretrained(
             self.args["pretrained"], revision=self.args["revision"], trust_remote_code=self.args["trust_remote_code"]
         )
