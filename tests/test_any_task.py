@@ -189,3 +189,79 @@ def test_an_unknown_task_is_named(tmp_path):
     with pytest.raises(UsageError, match="no lmms-eval task, group or tag is named 'nosuch'"):
         manager.match_tasks(["nosuch_textdom"])
     assert manager.match_tasks(["nosuch"]) == []  # plain unknown names stay lmms-eval's to report
+
+
+NESTED = {
+    "leaf_a.yaml": "task: leaf_a\ntag: leaves\ninclude: _template_yaml\n",
+    "leaf_b.yaml": "task: leaf_b\ntag: leaves\ninclude: _template_yaml\n",
+    "leaf_d.yaml": "task: leaf_d\ninclude: _template_yaml\n",
+    "scored_choice.yaml": "task: scored_choice\ninclude: _template_yaml\noutput_type: multiple_choice\ndoc_to_choice: ['cat', 'dog']\n",
+    "outer.yaml": """
+group: outer
+group_alias: Outer
+task:
+  - group: inner
+    task: [leaves]
+    aggregate_metric_list: [{metric: exact_match, weight_by_size: true}]
+  - {task: inline_c, dataset_path: json, dataset_kwargs: {data_files: {test: "{folder}/data.jsonl"}}, test_split: test,
+     output_type: generate_until, doc_to_text: question, doc_to_target: answer,
+     metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]}
+  - {task: leaf_d, generation_kwargs: {max_new_tokens: 3}}
+aggregate_metric_list: [{metric: exact_match, aggregation: mean, weight_by_size: false}]
+""",
+    "with_choice.yaml": "group: with_choice\ntask: [leaf_a, scored_choice]\n",
+    "_template_yaml": """
+dataset_path: json
+dataset_kwargs: {data_files: {test: data.jsonl}}
+test_split: test
+output_type: generate_until
+doc_to_text: question
+doc_to_target: answer
+metric_list: [{metric: exact_match, aggregation: mean, higher_is_better: true}]
+""",
+}
+
+
+@pytest.fixture(scope="module")
+def nested_manager(tmp_path_factory):
+    from lmms_eval.tasks import TaskManager
+
+    from lmms_textdom.integration import derived_tasks
+
+    folder = tmp_path_factory.mktemp("nested")
+    for name, text in NESTED.items():
+        (folder / name).write_text(text.replace("{folder}", str(folder)))
+    (folder / "data.jsonl").write_text('{"question": "a or b ?", "answer": "a"}\n')
+    derived_tasks.install()
+    return TaskManager("ERROR", include_path=str(folder), include_defaults=False)
+
+
+def test_nested_groups_tags_and_inline_members_are_derived(nested_manager):
+    from lmms_eval.api.group import ConfigurableGroup
+    from lmms_eval.tasks import get_task_dict
+
+    from lmms_textdom.integration.derived_tasks import GROUP_METRICS
+
+    loaded = get_task_dict(["outer_textdom"], nested_manager)
+    ((outer, members),) = loaded.items()
+    assert isinstance(outer, ConfigurableGroup) and outer.group_name == "outer_textdom"
+    assert outer.group_alias == "Outer_textdom"
+    assert [m["metric"] for m in outer.config["aggregate_metric_list"]] == ["exact_match", *(m["metric"] for m in GROUP_METRICS)]
+    names = {(k.group_name if isinstance(k, ConfigurableGroup) else k): v for k, v in members.items()}
+    assert set(names) == {"inner_textdom", "inline_c_textdom", "leaf_d_textdom"}
+    inner = names["inner_textdom"]
+    assert set(inner) == {"leaf_a_textdom", "leaf_b_textdom"}  # the tag, derived member by member
+    tasks = [inner["leaf_a_textdom"], inner["leaf_b_textdom"], names["inline_c_textdom"], names["leaf_d_textdom"]]
+    for task in tasks:
+        assert {"exact_match", "mdi_early", "aei_late", "textdom"} <= set(task.aggregation())
+        assert task.config.tag is None
+    assert names["leaf_d_textdom"].config.generation_kwargs["max_new_tokens"] == 3  # the inline override kept
+
+
+def test_a_group_with_a_multiple_choice_member_cannot_be_measured(nested_manager):
+    from lmms_eval.tasks import get_task_dict
+
+    from lmms_textdom.core.errors import UsageError
+
+    with pytest.raises(UsageError, match="'scored_choice' cannot be measured: it is a multiple_choice task"):
+        get_task_dict(["with_choice_textdom"], nested_manager)

@@ -138,7 +138,7 @@ def augment(task) -> None:
     """Give a task built from a derived configuration the textdom metrics (idempotent)."""
     if getattr(task, "_textdom_augmented", False):
         return
-    _check_measurable(task.config.task, getattr(task, "OUTPUT_TYPE", None))
+    _check_measurable(task.config.task or "an inline group member", getattr(task, "OUTPUT_TYPE", None))
     scored = task.process_results
 
     @functools.wraps(scored)
@@ -194,8 +194,8 @@ def install() -> None:
     def patched_load_one(self, *args, **kwargs):
         loaded = load_one(self, *args, **kwargs)
         derived = derived_names(self)
-        for obj in loaded.values():
-            if isinstance(obj, Task) and getattr(obj.config, "task", None) in derived:
+        for key, obj in loaded.items():  # the key names the task even where lmms-eval leaves config.task unset
+            if isinstance(obj, Task) and key in derived:
                 try:
                     augment(obj)
                 except UsageError as exc:
