@@ -43,7 +43,10 @@ def write_hub_cache(cache: Path, repo_id: str, splits: dict[str, Dataset], confi
             files[split] = [str(Path(tmp) / f"{split}.parquet")]
             rows.to_parquet(files[split][0])
         features = next(iter(splits.values())).features
-        builder = Parquet(cache_dir=str(Path(tmp) / "build"), dataset_name=name, config_name=config_name, hash="fabricated", data_files=files, features=features)
+        builder = Parquet(
+            cache_dir=str(Path(tmp) / "build"), dataset_name=name, config_name=config_name,
+            hash="fabricated", data_files=files, features=features,
+        )  # fmt: skip
         builder.download_and_prepare()
         namespace, short = repo_id.split("/")
         target = Path(cache) / f"{namespace}___{camelcase_to_snakecase(short)}" / config_name / "0.0.0" / "fabricated"
@@ -53,7 +56,9 @@ def write_hub_cache(cache: Path, repo_id: str, splits: dict[str, Dataset], confi
 
 
 def ai2d_rows(n: int = 4) -> Dataset:
-    features = Features({"question": Value("string"), "options": Sequence(Value("string")), "answer": Value("string"), "image": Image()})
+    features = Features({
+        "question": Value("string"), "options": Sequence(Value("string")), "answer": Value("string"), "image": Image(),
+    })  # fmt: skip
     rows = [
         {
             "question": ["which label names the largest part ?", "what does the arrow point at ?"][i % 2],
@@ -68,7 +73,10 @@ def ai2d_rows(n: int = 4) -> Dataset:
 
 def mme_rows(pairs: int = 2) -> Dataset:
     """``pairs`` images, each with its yes and its no question (MME scores them as pairs)."""
-    features = Features({"question_id": Value("string"), "image": Image(), "question": Value("string"), "answer": Value("string"), "category": Value("string")})
+    features = Features({
+        "question_id": Value("string"), "image": Image(), "question": Value("string"),
+        "answer": Value("string"), "category": Value("string"),
+    })  # fmt: skip
     categories = ["existence", "commonsense_reasoning", "color", "code_reasoning"]
     rows = []
     for p in range(pairs):
@@ -88,7 +96,8 @@ def blink_rows(config: str, n: int = 1) -> Dataset:
     features = Features({
         "idx": Value("string"), "question": Value("string"), "sub_task": Value("string"),
         **{f"image_{k}": Image() for k in range(1, 5)},
-        "choices": Sequence(Value("string")), "answer": Value("string"), "prompt": Value("string"), "explanation": Value("string"),
+        "choices": Sequence(Value("string")), "answer": Value("string"),
+        "prompt": Value("string"), "explanation": Value("string"),
     })  # fmt: skip
     rows = []
     for i in range(n):
