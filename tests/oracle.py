@@ -76,3 +76,15 @@ def eager_received_scores(tower, pixel_values: torch.Tensor, grid_thw: torch.Ten
     received[raster_of_window] = received_window
     merged = received.view(-1, 4).mean(-1)
     return list(merged.split((grid_thw.prod(-1) // 4).tolist()))
+
+
+def paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, float]:
+    """MDI / AEI from (layers, [text, image, ...]) masses, written out from the paper's formulas."""
+    out = {}
+    layers = masses.shape[0]
+    for group, idx in {"early": [0, 1], "middle": [layers // 2 - 1, layers // 2], "late": [layers - 2, layers - 1]}.items():
+        a_t, a_o = masses[idx, 0].sum(), masses[idx, 1].sum()
+        a_t, a_o = a_t / (a_t + a_o), a_o / (a_t + a_o)
+        out[f"mdi_{group}"] = (a_t / n_text) / (a_o / n_image)
+        out[f"aei_{group}"] = a_t / (n_text / (n_text + n_image))
+    return out

@@ -1,8 +1,9 @@
 """The metric hook: MDI/AEI next to a task's own metrics in lmms-eval's results table.
 
 A textdom model answers each request with ``[text, payload]``, where ``payload`` is a JSON string
-holding the sample's ``SampleStats`` and the run's settings; lmms-eval passes that list through to
-``process_results`` untouched. A task's ``process_results`` calls ``split_response`` to get the text
+holding the sample's ``SampleStats`` and the run's settings; it reaches ``process_results`` as the
+last element of ``results`` in tasks that report the textdom metrics, and no other task sees it
+(``responses.py``). A task's ``process_results`` calls ``split_response`` to get the text
 back and ``textdom_metrics`` for the metric values; ``with_textdom`` does both around any existing
 ``process_results``, so another task gains the metrics without copying its code. With any other
 model the payload is absent and the textdom metrics are simply not reported.

@@ -4,13 +4,17 @@ lmms-eval 0.7.3 has no entry points for tasks, and its ``LMMS_EVAL_PLUGINS`` tas
 task index before adding the plugin's folder (so ``--tasks <plugin task>`` fails without
 ``--include_path``). When lmms-eval loads our model manifests, which it does on every CLI run
 before it indexes tasks, we add our installed task folder to ``TaskManager``'s search path once.
-Passing ``--include_path`` to the same folder as well is harmless.
+Passing ``--include_path`` to the same folder as well is harmless. The same moment teaches the
+TaskManager the derived ``<task>_textdom`` names (``derived_tasks``) and routes the textdom
+payload around every task's filters (``responses``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+from lmms_textdom.integration import derived_tasks, responses
 
 #: model id -> adapter class path
 MODELS = {
@@ -50,4 +54,6 @@ def manifests():
     from lmms_eval.models.registry_v2 import ModelManifest
 
     add_task_folder()
+    derived_tasks.install()
+    responses.install()
     return [ModelManifest(model_id=model_id, simple_class_path=path) for model_id, path in MODELS.items()]
