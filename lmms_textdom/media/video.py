@@ -90,7 +90,7 @@ def qwen_frame_count(num_frames: int, video_fps: float, count: int | None = None
 
 def linspace_indices(num_frames: int, count: int) -> list[int]:
     """``count`` frames from the first to the last, evenly (qwen-vl-utils: float32 linspace, rounded)."""
-    import torch
+    import torch  # its float32 linspace itself: on long videos exact arithmetic rounds some frames differently
 
     return torch.linspace(0, num_frames - 1, count).round().long().tolist()
 
