@@ -4,8 +4,10 @@ replication, and the 0-3 judge as a real OpenAI-compatible server on loopback.""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lmms_textdom.integration.hook import METRIC_NAMES
+from lmms_textdom.media.video import video_info
 from lmms_textdom.editing.pruning import kept_count
 from tests.chat_server import Answer, ChatServer
 from tests.lmms_runs import results_of, run_cli, samples_of
@@ -49,6 +51,20 @@ def test_video_questions_are_scored_by_the_judge_with_textdom_metrics(judged_run
         if row["filtered_resps"][0].strip()
     }
     assert judged_runs["judge_requests"] == len(judged) > 0
+
+
+def test_frames_follow_qwen_vl_utils_and_the_question_precedes_the_video(judged_runs, mmbv_data_root):
+    """VLMEvalKit's MMBench_Video_8frame for a video model: qwen-vl-utils with nframes=8."""
+    folder = mmbv_data_root / "opencompass/MMBench-Video/video"
+    rows = samples_of(judged_runs["plain"], TASK, key=by_index)
+    for row in rows.values():
+        settings = row["textdom"]["settings"]
+        total = video_info(folder / f"{row['mmbv_score']['video']}.mp4").num_frames
+        expected = torch.linspace(0, total - 1, 8).round().long().tolist()  # qwen-vl-utils' own expression
+        assert settings["video_frames"] == [expected] and expected[0] == 0 and expected[-1] == total - 1
+        assert settings["content_order"] == ["text", "video"]
+        assert (settings["frame_sampling"], settings["video_order"], settings["max_frames"]) == ("qwen_vl_utils", "text_first", None)
+    assert results_of(judged_runs["plain"])["results"][TASK]["mmbv_judge_model,none"] == "judge-under-test"
 
 
 def test_video_tokens_are_pruned_then_replicated(judged_runs):

@@ -20,6 +20,7 @@ from lmms_textdom.tasks.mmbench_video.scoring import (
     judge_user_message,
     parse_score,
     ratings,
+    vlmevalkit_skips,
 )
 from lmms_textdom.tasks.mmbench_video.utils import doc_to_text, load_docs
 from tests.chat_server import Answer, ChatServer, user_message
@@ -58,6 +59,25 @@ def test_taxonomy_has_26_capabilities_in_9_groups():
 )
 def test_only_a_lone_integer_0_to_3_is_a_score(reply, score):
     assert parse_score(reply) == score
+
+
+@pytest.mark.parametrize("prediction", ["None", "N/A", "NA", "null", "nan", ""])
+def test_predictions_pandas_reads_as_missing_are_flagged_but_still_judged(data, tmp_path, monkeypatch, prediction):
+    # VLMEvalKit reads its prediction file with pandas: these cells become NaN and are never judged
+    assert vlmevalkit_skips(prediction)
+    with ChatServer(lambda body: Answer("3")) as server:
+        monkeypatch.setenv("LMMS_TEXTDOM_JUDGE_BASE_URL", server.url)
+        monkeypatch.setenv("LMMS_TEXTDOM_JUDGE_MODEL", "gpt-4-1106-preview")
+        monkeypatch.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(tmp_path / "judge-cache"))
+        task = build_task(TASK)
+        out = task.process_results(task.test_docs()[4], [prediction])  # reference answer "None"
+    assert out["mmbv_score"]["vlmevalkit_skips"] is True and out["mmbv_judge_model"] == "gpt-4-1106-preview"
+    assert server.count == (1 if prediction else 0), "a non-empty prediction still goes to the judge"
+    assert out["mmbv_score"]["judgement"] == (3 if prediction else -1)
+
+
+def test_ordinary_predictions_are_not_flagged():
+    assert not any(vlmevalkit_skips(p) for p in ["none", " None", "None.", "No", "0", "There is none."])
 
 
 def test_judge_messages_are_the_benchmarks():
@@ -135,7 +155,7 @@ def test_task_hands_the_model_the_video_path_and_the_question(data):
     assert task.doc_to_visual(docs[2]) == [str((data / "opencompass/MMBench-Video/video/clip_b.mp4").resolve())]
     assert task.doc_to_text(docs[2]) == "What is the video about?"
     assert task.config.generation_kwargs["until"] == [] and task.config.generation_kwargs["do_sample"] is False
-    assert {m["metric"] for m in task.config.metric_list} == {"mmbv_score", "mmbv_score_valid", "mmbv_judge_failed", *METRIC_NAMES, "textdom"}
+    assert {m["metric"] for m in task.config.metric_list} == {"mmbv_score", "mmbv_score_valid", "mmbv_judge_failed", "mmbv_judge_model", *METRIC_NAMES, "textdom"}
 
 
 def test_judged_scores_and_ratings_equal_hand_computation(judge_server, tmp_path):
@@ -157,6 +177,7 @@ def test_judged_scores_and_ratings_equal_hand_computation(judge_server, tmp_path
     assert results["mmbv_score"] == pytest.approx(6 / 5)
     assert results["mmbv_score_valid"] == pytest.approx(6 / 4)
     assert results["mmbv_judge_failed"] == 1
+    assert results["mmbv_judge_model"] == "local-judge" and results["mmbv_judge_model_stderr_clt"] == "N/A"
     assert results["mmbv_score_stderr_clt"] == pytest.approx(np.std([3, 0, 2, 0, 1], ddof=1) / np.sqrt(5))
     assert results["mmbv_score_valid_stderr_clt"] == pytest.approx(np.std([3, 2, 0, 1], ddof=1) / np.sqrt(4))
     assert isinstance(results["mmbv_score_stderr_clustered"], float), "questions are clustered by video"
@@ -184,6 +205,7 @@ def test_without_a_judge_scores_are_missing_textdom_is_measured_and_one_warning(
     per_doc = [task.process_results(doc, [prediction, payload]) for doc, prediction in zip(task.test_docs(), PREDICTIONS)]
     results = aggregate(task, per_doc)
     assert results["mmbv_score"] is None and results["mmbv_score_valid"] is None and results["mmbv_judge_failed"] is None
+    assert results["mmbv_judge_model"] is None
     assert results["mmbv_score_stderr_clt"] == "N/A"
     assert results["mdi_early"] == pytest.approx((5 / 10) / (3 / 30)) and results["textdom"] == 5
     assert len([m for m in logged_warnings if "no judge configured" in m]) == 1

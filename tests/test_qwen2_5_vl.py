@@ -120,12 +120,39 @@ def test_probe_matches_eager_on_video_with_an_image(tiny_qwen, tiny_videos):
     assert [s.counts[1:] for s in stats] == [(0, 24), (1 * 4, 16)]
 
 
-def test_adapter_records_frames_and_settings(tiny_qwen_dir, qwen_requests):
+def test_adapter_records_frames_order_and_settings(tiny_qwen_dir, qwen_requests):
     adapter = Qwen25VLTextdom(pretrained=str(tiny_qwen_dir), device="cpu", max_frames=4, **FRAME_PIXELS)
     prepared = adapter.prepare(qwen_requests)
-    assert prepared.sample_settings == [{}, {"video_frames": [[4, 9, 14, 19]]}, {"video_frames": [[7, 14, 22, 29]]}]
+    # qwen-vl-utils: linspace(0, n - 1, 4) rounded half to even, both ends taken (24 and 37 frames)
+    assert prepared.sample_settings == [
+        {"content_order": ["image", "text"]},
+        {"content_order": ["text", "video"], "video_frames": [[0, 8, 15, 23]]},
+        {"content_order": ["text", "image", "video"], "video_frames": [[0, 12, 24, 36]]},
+    ]
     assert prepared.classes.names == ("text", "image", "video")
-    assert adapter.settings()["max_frames"] == 4 and adapter.settings()["prune_method"] is None
+    settings = adapter.settings()
+    assert (settings["max_frames"], settings["frame_sampling"], settings["video_order"]) == (4, "qwen_vl_utils", "text_first")
+    assert settings["prune_method"] is None
+    # the question precedes the video in the prompt itself
+    ids, video_id = prepared.inputs["input_ids"][1], adapter.model.config.video_token_id
+    question = adapter.processor.tokenizer(qwen_requests[1].context)["input_ids"]
+    first_video = int((ids == video_id).nonzero()[0])
+    text_before = adapter.processor.tokenizer.decode(ids[:first_video])
+    assert qwen_requests[1].context in text_before and len(question) > 0
+
+
+def test_frames_as_images_and_video_first_are_options(tiny_qwen_dir, qwen_requests):
+    adapter = Qwen25VLTextdom(
+        pretrained=str(tiny_qwen_dir), device="cpu", max_frames=4, frame_sampling="vlmevalkit_images", video_order="video_first", **FRAME_PIXELS
+    )  # fmt: skip
+    prepared = adapter.prepare(qwen_requests[1:])
+    assert prepared.sample_settings == [
+        {"content_order": ["video", "text"], "video_frames": [[4, 9, 14, 19]]},
+        {"content_order": ["image", "video", "text"], "video_frames": [[7, 14, 22, 29]]},
+    ]
+    ids = prepared.inputs["input_ids"][0]
+    last_video = int((ids == adapter.model.config.video_token_id).nonzero()[-1])
+    assert qwen_requests[1].context in adapter.processor.tokenizer.decode(ids[last_video:])
 
 
 def test_video_time_spacing_stays_float32_under_bfloat16(tiny_qwen_dir, qwen_requests):

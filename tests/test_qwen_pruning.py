@@ -80,7 +80,7 @@ def test_pruned_generation_equals_hand_fed_kept_tokens(tiny_qwen_dir, qwen_reque
     model, processor, config = adapter.model, adapter.processor, adapter.model.config
     # by hand: the processor's pixels, eager vision attention for the scores, the model's own features
     token = IMAGE_TOKEN if kind == "image" else VIDEO_TOKEN
-    videos = [sample_video(request.visuals[0])] if kind == "video" else []
+    videos = [adapter.video(request.visuals[0])] if kind == "video" else []
     full = build_inputs(processor, [token], [] if videos else request.visuals, videos, video_pixels=(784, 56 * 84))
     pixels, grid = (full["pixel_values"], full["image_grid_thw"]) if kind == "image" else (full["pixel_values_videos"], full["video_grid_thw"])
     (scores,) = eager_received_scores(model.model.visual, pixels, grid)

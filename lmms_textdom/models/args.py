@@ -87,3 +87,14 @@ FPS = Arg(
     "fps", None, "sample one frame every 1/fps seconds instead (at most max_frames, else max_frames uniform)",
     kind=float, check=lambda f: f > 0, requirement="a number > 0",
 )  # fmt: skip
+VIDEO_ORDER = Arg(
+    "video_order", "text_first",
+    "where the text goes in a sample with a video: text_first = question then video (VLMEvalKit's "
+    "video-model message), video_first = visuals then question (lmms-eval's layout)",
+    choices=("text_first", "video_first"),
+)  # fmt: skip
+
+
+def frame_sampling_arg(native: str, meaning: str) -> Arg:
+    """``frame_sampling`` for a video family: its own sampler by default, or VLMEvalKit's frames-as-images rule."""
+    return Arg("frame_sampling", native, f"which frames a video gives: {native} = {meaning}; vlmevalkit_images = VLMEvalKit's frames-as-images rule", choices=(native, "vlmevalkit_images"))

@@ -48,8 +48,25 @@ def judge_user_message(question: str, answer: str, prediction: str) -> str:
     return f"Question: {question}\nGroundtruth answer: {answer}\nCandidate answer: {prediction}\nYour response: "
 
 
+#: cells pandas reads as missing by default (``read_csv`` / ``read_excel`` ``na_values``): VLMEvalKit
+#: loads its prediction file with pandas and never sends such a prediction to the judge (score -1)
+PANDAS_MISSING = frozenset(
+    ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)  # fmt: skip
+
+
+def vlmevalkit_skips(prediction: str) -> bool:
+    """Whether VLMEvalKit would read this prediction as missing and score it -1 without asking the judge."""
+    return prediction in PANDAS_MISSING
+
+
 def parse_score(reply: str | None) -> int:
-    """The judge's score 0-3; anything but a lone integer 0-3 (or no reply) is a failure, -1."""
+    """The judge's score 0-3; anything but a lone integer 0-3 (or no reply) is a failure, -1.
+
+    Stricter than VLMEvalKit, which ``eval``s the reply: it counts "4" or "10" as scores and
+    crashes on "(2)" or "True".
+    """
     text = (reply or "").strip()
     return int(text) if text in ("0", "1", "2", "3") else FAILED
 

@@ -1,7 +1,8 @@
 """MMBench-Video scored 0-3 by an LLM judge as the benchmark does, plus MDI/AEI through the textdom hook.
 
 Prompt: the question alone with the video, which is what VLMEvalKit sends a video model (its
-"video LLM" route; the "Question: {q}\\nAnswer: " wording belongs to its frames-as-images route,
+"video LLM" route, ``[question, video]``: the video models put the question first by default,
+``video_order``; the "Question: {q}\\nAnswer: " wording belongs to its frames-as-images route,
 whose preamble counts the frames the task no longer chooses). ``pre_prompt`` / ``post_prompt`` in
 ``lmms_eval_specific_kwargs`` wrap the question for other wordings. Frame sampling is the model's
 job: the task hands over the mp4's absolute path (lmms-eval's video convention).
@@ -9,7 +10,9 @@ job: the task hands over the mp4's absolute path (lmms-eval's video convention).
 Scoring: the judge configured by ``LMMS_TEXTDOM_JUDGE_*`` (``lmms_textdom.integration.judge``) rates each
 answer 0-3; a reply that is not a lone 0-3, a judge that never answered, and an empty prediction
 (which VLMEvalKit does not send to the judge) score -1, a failure. Without a judge the scores are
-None (N/A in the table, one warning at start) and MDI/AEI are still measured.
+None (N/A in the table, one warning at start) and MDI/AEI are still measured. The judge model's
+name is a row of the results (``mmbv_judge_model``); each sample records whether VLMEvalKit would
+have skipped its prediction as missing (``vlmevalkit_skips``: "None", "N/A", ... read by pandas).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from lmms_textdom.tasks.mmbench_video.scoring import (
     judge_user_message,
     parse_score,
     ratings,
+    vlmevalkit_skips,
 )
 
 NO_JUDGE = (
@@ -75,9 +79,12 @@ def judge(doc, prediction: str) -> tuple[int | None, str | None]:
 
 def process_results(doc, results):
     texts, payload = split_response(results)
-    score, reply = judge(doc, texts[0] if texts else "")
+    prediction = texts[0] if texts else ""
+    score, reply = judge(doc, prediction)
+    chat = judge_from_env()
     record = {"index": doc["index"], "video": doc["video"], "dimensions": dimensions_of(doc["dimensions"]), "judgement": score}
-    counted_as_zero, valid_only = {**record, "judge_reply": reply}, dict(record)
+    counted_as_zero = {**record, "judge_reply": reply, "vlmevalkit_skips": vlmevalkit_skips(prediction)}
+    valid_only = dict(record)
     # "score" feeds lmms-eval's standard errors (clustered by video): failures as 0, or left out
     if score is not None:
         counted_as_zero["score"] = max(score, 0)
@@ -87,6 +94,7 @@ def process_results(doc, results):
         "mmbv_score": counted_as_zero,
         "mmbv_score_valid": valid_only,
         "mmbv_judge_failed": None if score is None else int(score == FAILED),
+        "mmbv_judge_model": chat.config.model if chat else None,
         **textdom_metrics(payload),
     }
 
@@ -132,6 +140,12 @@ def aggregate_score_valid(items) -> float | None:
     """Overall mean on 0-3 over the questions the judge scored."""
     table = _ratings(items)
     return None if table is None else table["coarse_valid"]["Overall"]
+
+
+def judge_model(items) -> str | None:
+    """The judge model the run was scored by (names joined if it changed mid-run); None without a judge."""
+    names = sorted({item for item in items if item})
+    return ", ".join(names) if names else None
 
 
 def count_failed(items) -> int | None:

@@ -1,7 +1,10 @@
 """``qwen2_5_vl_textdom``: Qwen2.5-VL checkpoints (3B/7B/32B/72B layouts), images and videos.
 
 Visuals come from lmms-eval as PIL images or as a video file path (its convention); videos are
-sampled with ``lmms_textdom.media.video`` and turned into patches by ``lmms_textdom.models.qwen2_5_vl.inputs``.
+sampled with ``lmms_textdom.media.video`` (qwen-vl-utils' rule by default, the frames VLMEvalKit's
+video-model route gets) and turned into patches by ``lmms_textdom.models.qwen2_5_vl.inputs``, each
+frame at the area qwen-vl-utils gives it. A sample with a video puts its question first (VLMEvalKit's
+video-model message) unless ``video_order=video_first``.
 With ``prune_ratio`` or ``nontext_repeat`` the adapter builds the language model's input itself:
 visual features at their placeholders, each image's (video's) tokens pruned by the attention they
 receive in the tower's last full-attention block and/or replicated, and the 3-D rotary positions
@@ -20,13 +23,20 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
-from lmms_textdom.models.args import FPS, MAX_FRAMES, NONTEXT_REPEAT, PRUNE_RATIO, Arg
+from lmms_textdom.models.args import FPS, NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg, frame_sampling_arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.models.qwen2_5_vl.inputs import VIDEO_MAX_PIXELS, VIDEO_MIN_PIXELS, build_inputs
+from lmms_textdom.models.layout import content_order
+from lmms_textdom.models.qwen2_5_vl.inputs import (
+    VIDEO_MAX_PIXELS,
+    VIDEO_MIN_PIXELS,
+    VIDEO_TOTAL_PIXELS,
+    build_inputs,
+    frame_pixel_range,
+)
 from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN, load_qwen_processor
 from lmms_textdom.editing.received_attention import ReceivedAttentionScorer
 from lmms_textdom.editing.sequence import edit_nontext
-from lmms_textdom.media.video import sample_video
+from lmms_textdom.media.video import QWEN_VL_UTILS, SampledVideo, sample_video
 
 MIN_FRAME_PIXELS = 28 * 28  # one merged token
 
@@ -39,9 +49,18 @@ class Qwen25VLTextdom(TextdomModel):
     MODEL_ID = "qwen2_5_vl_textdom"
     DEFAULT_PRETRAINED = "Qwen/Qwen2.5-VL-7B-Instruct"
     FAMILY_ARGS = (
-        PRUNE_RATIO, NONTEXT_REPEAT, MAX_FRAMES, FPS,
+        PRUNE_RATIO, NONTEXT_REPEAT,
+        Arg(
+            "max_frames", None, "frames per video (default 8); with fps: the most frames taken "
+            "(default 768 under qwen_vl_utils, 8 under vlmevalkit_images)",
+            kind=int, check=lambda n: n >= 1, requirement="an integer >= 1",
+        ),
+        FPS,
+        frame_sampling_arg(QWEN_VL_UTILS, "qwen-vl-utils' sampler (both ends, even counts), what VLMEvalKit's video route runs"),
+        VIDEO_ORDER,
         _pixels("video_min_pixels", VIDEO_MIN_PIXELS, "smallest frame area a video frame is resized to (pixels)"),
         _pixels("video_max_pixels", VIDEO_MAX_PIXELS, "largest frame area (pixels); 28x28 px = one token per frame pair"),
+        _pixels("video_total_pixels", VIDEO_TOTAL_PIXELS, "frame areas of one video together (qwen-vl-utils' total_pixels)"),
     )  # fmt: skip
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "qwen2_5_vl", "Qwen2.5-VL"
@@ -67,15 +86,27 @@ class Qwen25VLTextdom(TextdomModel):
         return model, processor
 
     def settings(self) -> dict:
-        video = {k: self.args[k] for k in ("max_frames", "fps", "video_min_pixels", "video_max_pixels")}
-        return {**super().settings(), **video}
+        keys = ("max_frames", "fps", "frame_sampling", "video_order", "video_min_pixels", "video_max_pixels", "video_total_pixels")
+        return {**super().settings(), **{k: self.args[k] for k in keys}}
 
     # ----- inputs --------------------------------------------------------------------------------
 
     def prompt(self, text: str, kinds: list[str]) -> str:
-        """Visuals first, in the task's order, then its text (lmms-eval's Qwen2.5-VL layout)."""
-        content = [{"type": kind} for kind in kinds] + [{"type": "text", "text": text}]
+        """Visuals in the task's order and the text, placed by ``content_order`` (``video_order``)."""
+        content = [{"type": "text", "text": text} if kind == "text" else {"type": kind} for kind in self.order(kinds)]
         return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+
+    def order(self, kinds: list[str]) -> list[str]:
+        return content_order(kinds, self.args["video_order"])
+
+    def video(self, path: str | Path) -> SampledVideo:
+        """The frames of one video under this run's sampling settings."""
+        return sample_video(path, self.args["max_frames"], self.args["fps"], self.args["frame_sampling"])
+
+    def frame_pixels(self, video: SampledVideo) -> tuple[int, float]:
+        """(min, max) area of this video's frames: qwen-vl-utils' budget over its frame count."""
+        a = self.args
+        return frame_pixel_range(len(video.frames), a["video_min_pixels"], a["video_max_pixels"], a["video_total_pixels"])
 
     def visual_kinds(self, visuals: list) -> list[str]:
         kinds = []
@@ -93,13 +124,15 @@ class Qwen25VLTextdom(TextdomModel):
         prompts = [self.prompt(r.context, k) for r, k in zip(batch, kinds)]
         images = [v for r in batch for v in r.visuals if isinstance(v, Image.Image)]
         paths = [v for r, k in zip(batch, kinds) for v, kind in zip(r.visuals, k) if kind == "video"]
-        videos = [sample_video(path, self.args["max_frames"], self.args["fps"]) for path in paths]
-        pixels = (self.args["video_min_pixels"], self.args["video_max_pixels"])
-        inputs = build_inputs(self.processor, prompts, images, videos, pixels)
+        videos = [self.video(path) for path in paths]
+        inputs = build_inputs(self.processor, prompts, images, videos, per_video_pixels=[self.frame_pixels(v) for v in videos])
         token_ids = self.processor.tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, VIDEO_TOKEN])
         classes = classify_tokens(inputs["input_ids"], dict(zip(("image", "video"), token_ids)), inputs["attention_mask"])
         frames = iter(v.indices for v in videos)
-        per_sample = [{"video_frames": [next(frames) for kind in k if kind == "video"]} if "video" in k else {} for k in kinds]
+        per_sample = [{"content_order": self.order(k)} for k in kinds]
+        for settings, k in zip(per_sample, kinds):
+            if "video" in k:
+                settings["video_frames"] = [next(frames) for kind in k if kind == "video"]
         if not self.edits_nontext or not (images or videos):
             return Prepared(inputs, classes, per_sample)
         prepared = self.edited_inputs(inputs, classes)

@@ -23,6 +23,9 @@ from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN
 #: per-frame pixel budget for videos (qwen-vl-utils' and transformers' video defaults)
 VIDEO_MIN_PIXELS = 128 * 28 * 28
 VIDEO_MAX_PIXELS = 768 * 28 * 28
+#: pixels of all frames of one video together: qwen-vl-utils' default, 0.9 x a 128k-token context
+VIDEO_TOTAL_PIXELS = int(128000 * 28 * 28 * 0.9)
+FRAME_FACTOR = 2  # frames per temporal patch
 #: frames passed to the image processor at once (bounds the transient float32 copies)
 FRAME_CHUNK = 8
 
@@ -47,6 +50,16 @@ def video_patches(image_processor, frames: Sequence[Image.Image], min_pixels: in
     return paired.reshape(steps * grid[1] * grid[2], -1), [steps, grid[1], grid[2]]
 
 
+def frame_pixel_range(frames: int, min_pixels: int, max_pixels: int, total_pixels: int = VIDEO_TOTAL_PIXELS) -> tuple[int, float]:
+    """(min, max) area of each frame of a ``frames``-frame video, as qwen-vl-utils' ``fetch_video`` sets it.
+
+    The largest area shrinks so the video's frames share ``total_pixels`` (never below 1.05 x the
+    smallest area, never above ``VIDEO_MAX_PIXELS`` or the given ``max_pixels``).
+    """
+    budget = max(min(VIDEO_MAX_PIXELS, total_pixels / frames * FRAME_FACTOR), int(min_pixels * 1.05))
+    return min_pixels, min(max_pixels, budget)
+
+
 def expand_placeholders(text: str, image_counts: list[int], video_counts: list[int]) -> str:
     """Each image / video placeholder repeated as often as its visual has merged tokens, in order."""
     images, videos = iter(image_counts), iter(video_counts)
@@ -64,11 +77,13 @@ def build_inputs(
     images: Sequence[Image.Image] = (),
     videos: Sequence = (),
     video_pixels: tuple[int, int] = (VIDEO_MIN_PIXELS, VIDEO_MAX_PIXELS),
+    per_video_pixels: Sequence[tuple[int, float]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Tokenized, left-padded prompts with every visual's placeholders expanded, plus pixel inputs.
 
     ``videos`` are ``lmms_textdom.media.video.SampledVideo``; images and videos are consumed in prompt
-    order across the batch.
+    order across the batch. Frames are resized into ``video_pixels`` (min, max area), or into each
+    video's own range from ``per_video_pixels``.
     """
     merge = processor.image_processor.merge_size**2
     inputs: dict[str, torch.Tensor] = {}
@@ -78,7 +93,8 @@ def build_inputs(
         inputs["pixel_values"], inputs["image_grid_thw"] = out["pixel_values"], out["image_grid_thw"]
         image_counts = (out["image_grid_thw"].prod(-1) // merge).tolist()
     if videos:
-        patches, grids = zip(*(video_patches(processor.image_processor, v.frames, *video_pixels) for v in videos))
+        ranges = per_video_pixels if per_video_pixels is not None else [video_pixels] * len(videos)
+        patches, grids = zip(*(video_patches(processor.image_processor, v.frames, *r) for v, r in zip(videos, ranges, strict=True)))
         inputs["pixel_values_videos"] = torch.cat(patches)
         inputs["video_grid_thw"] = torch.tensor(grids)
         temporal = processor.image_processor.temporal_patch_size
