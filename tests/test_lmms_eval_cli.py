@@ -16,7 +16,7 @@ from lmms_textdom.integration.hook import METRIC_NAMES
 from lmms_textdom.integration.registry import tasks_dir
 from lmms_textdom.tasks.mmmu_pro.utils import doc_to_text, doc_to_visual
 from tests.lmms_runs import results_of, run_cli, run_cli_ok, samples_of
-from tests.oracle import eager_class_masses
+from tests.oracle import eager_class_masses, paper_values
 
 TEXTDOM_KEYS = {f"{m},none" for m in (*METRIC_NAMES, "textdom")}
 SUBTASKS = ("mmmu_pro_standard_textdom", "mmmu_pro_vision_textdom")
@@ -46,18 +46,6 @@ def test_group_values_are_the_sample_weighted_means(batched_run):
         assert results["mmmu_pro_textdom"][key] == pytest.approx(expected, rel=1e-12)
 
 
-def _paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, float]:
-    """MDI / AEI from (layers, [text, image, generated]) masses, written out from the paper's formulas."""
-    out = {}
-    layers = masses.shape[0]
-    for group, idx in {"early": [0, 1], "middle": [layers // 2 - 1, layers // 2], "late": [layers - 2, layers - 1]}.items():
-        a_t, a_o = masses[idx, 0].sum(), masses[idx, 1].sum()
-        a_t, a_o = a_t / (a_t + a_o), a_o / (a_t + a_o)
-        out[f"mdi_{group}"] = (a_t / n_text) / (a_o / n_image)
-        out[f"aei_{group}"] = a_t / (n_text / (n_text + n_image))
-    return out
-
-
 @pytest.mark.parametrize("config,task", [("standard (10 options)", SUBTASKS[0]), ("vision", SUBTASKS[1])])
 def test_sample_log_values_equal_eager_attention(batched_run, tiny_llava_dir, mmmu_data_root, monkeypatch, config, task):
     monkeypatch.setenv("LMMS_TEXTDOM_DATA", str(mmmu_data_root))
@@ -79,7 +67,7 @@ def test_sample_log_values_equal_eager_attention(batched_run, tiny_llava_dir, mm
         row = logged[doc["id"]]
         rows = row["textdom"]["stats"]["rows"]
         _, (masses,) = eager_class_masses(model, dict(inputs), class_ids, 2, [rows], max_new_tokens=64)
-        expected = _paper_values(masses, int((class_ids == 0).sum()), int(class_ids.sum()))
+        expected = paper_values(masses, int((class_ids == 0).sum()), int(class_ids.sum()))
         for key, value in expected.items():
             assert row[key] == pytest.approx(value, rel=1e-5), (doc["id"], key)
         np.testing.assert_allclose(row["textdom"]["stats"]["mass"], masses[:, :2], atol=1e-4)
