@@ -1,0 +1,206 @@
+"""kimi_vl_textdom: the original-layout checkpoint on the native classes, checked against independent references."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tiktoken
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from tiktoken.load import load_tiktoken_bpe
+
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import classify_tokens
+from lmms_textdom.core.probe import AttentionProbe, output_lengths
+from lmms_textdom.models.base import Request
+from lmms_textdom.models.kimi_vl.adapter import KimiVLTextdom
+from lmms_textdom.models.kimi_vl.checkpoint import load_kimi_vl, native_config, read_kimi_config
+from lmms_textdom.models.kimi_vl.images import KimiImageRules, image_inputs
+from lmms_textdom.models.kimi_vl.inputs import MEDIA_PAD, KimiProcessor, render_chat
+from lmms_textdom.models.kimi_vl.tokenizer import PATTERN, load_kimi_tokenizer
+from tests.conftest import random_image
+from tests.kimi_reference import deepseek_logits, moonvit_features
+from tests.oracle import eager_class_masses
+
+NEW_TOKENS = 5
+
+
+@pytest.fixture(scope="module")
+def original(tiny_kimi_dir):
+    """(config.json dict, state dict) exactly as the checkpoint stores them."""
+    return json.loads((tiny_kimi_dir / "config.json").read_text()), load_file(str(tiny_kimi_dir / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def kimi(tiny_kimi_dir):
+    """(native model with the eager expert loop, processor) loaded from the checkpoint folder."""
+    path = str(tiny_kimi_dir)
+    model = load_kimi_vl(path, native_config(read_kimi_config(path)), dtype=torch.float32, experts_implementation="eager")
+    model.generation_config.pad_token_id = load_kimi_tokenizer(path).pad_token_id
+    return model.eval(), KimiProcessor(load_kimi_tokenizer(path), KimiImageRules.from_checkpoint(path))
+
+
+def grids(inputs):
+    return [tuple(g[1:]) for g in inputs["image_grid_thw"].tolist()]
+
+
+# ----- checkpoint --------------------------------------------------------------------------------
+
+
+def test_checkpoint_is_in_the_original_layout_and_every_tensor_is_used(original, kimi):
+    config, sd = original
+    assert config["model_type"] == "kimi_vl" and config["vision_config"]["model_type"] == "moonvit"
+    for key in ("vision_tower.encoder.blocks.0.wqkv.weight", "vision_tower.encoder.blocks.1.norm0.bias",
+                "vision_tower.encoder.blocks.0.mlp.fc0.weight", "vision_tower.patch_embed.pos_emb.weight",
+                "language_model.model.layers.1.mlp.experts.3.down_proj.weight", "multi_modal_projector.linear_1.weight",
+                "language_model.lm_head.weight", "language_model.model.layers.2.mlp.gate.e_score_correction_bias"):  # fmt: skip
+        assert key in sd, key
+    model, _ = kimi
+    native = model.state_dict()
+    # every original tensor lands somewhere: the element counts match one to one
+    assert sum(t.numel() for t in sd.values()) == sum(t.numel() for t in native.values())
+    assert torch.equal(native["lm_head.weight"], sd["language_model.lm_head.weight"])  # untied
+    assert torch.equal(native["model.mm_projector.in_proj.weight"], sd["multi_modal_projector.linear_1.weight"])
+    gate_up = native["model.language_model.layers.1.mlp.experts.gate_up_proj"]
+    expert = "language_model.model.layers.1.mlp.experts.2"
+    assert torch.equal(gate_up[2], torch.cat([sd[f"{expert}.gate_proj.weight"], sd[f"{expert}.up_proj.weight"]]))
+
+
+def test_a_key_left_over_or_missing_fails_loudly_naming_it(tiny_kimi_dir, original, tmp_path):
+    config, sd = original
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_kimi_dir, broken)
+    tampered = {k: v for k, v in sd.items() if k != "multi_modal_projector.linear_2.bias"}
+    tampered["vision_tower.encoder.blocks.0.extra_scale"] = torch.ones(3)
+    save_file(tampered, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(RuntimeError, match=r"(?s)missing_keys: model\.mm_projector\.out_proj\.bias.*unexpected_keys: .*extra_scale"):
+        load_kimi_vl(str(broken), native_config(config), dtype=torch.float32)
+
+
+# ----- tokenizer and prompt ----------------------------------------------------------------------
+
+
+def test_tokenizer_equals_tiktoken_on_the_checkpoint_files(tiny_kimi_dir, kimi):
+    _, processor = kimi
+    ranks = load_tiktoken_bpe(str(tiny_kimi_dir / "tiktoken.model"))
+    added = json.loads((tiny_kimi_dir / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    specials = {entry["content"]: int(i) for i, entry in added.items()}
+    encoding = tiktoken.Encoding("kimi", pat_str=PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+    for text in ("the cat sat on the mat, WHAT's 12345 中文字符 ok\n\n  x  ", render_chat([{"role": "user", "content": "hi"}]),
+                 f"<|media_start|>image<|media_content|>{MEDIA_PAD * 3}<|media_end|>Question: A. 3 B. 4"):  # fmt: skip
+        ids = processor.tokenizer(text)["input_ids"]
+        assert ids == encoding.encode(text, allowed_special="all")
+        assert processor.tokenizer.decode(ids) == text
+    assert processor.media_pad_id == len(ranks) + 21 and processor.tokenizer.padding_side == "left"
+
+
+def test_checkpoint_template_and_documented_layout_render_the_same(kimi):
+    _, processor = kimi
+    conversations = [
+        [{"role": "user", "content": [{"type": "text", "text": "no image"}]}],
+        [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "which ?"}]}],
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "x"}]}],
+    ]
+    for messages in conversations:
+        assert processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == render_chat(messages)
+    assert processor.prompt("which ?", 2) == render_chat(conversations[1])
+    assert render_chat(conversations[0]).startswith("<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|><|im_user|>user")
+
+
+# ----- image preprocessing -----------------------------------------------------------------------
+
+
+def reference_patches(image: Image.Image, limit: int, mean, std) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Kimi-VL's processor steps in torch: downscale over ``limit`` patches, zero-pad to 28, normalise, unfold."""
+    w, h = image.size
+    if (w // 14) * (h // 14) > limit:
+        scale = (limit / ((w // 14) * (h // 14))) ** 0.5
+        image = image.resize((int(w * scale), int(h * scale)), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float().div(255)
+    x = F.pad(x, (0, -x.shape[2] % 28, 0, -x.shape[1] % 28))  # pixel zeros, before normalising
+    x = (x - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    rows, cols = x.shape[1] // 14, x.shape[2] // 14
+    patches = x.unfold(1, 14, 14).unfold(2, 14, 14)  # (3, rows, cols, 14, 14)
+    return patches.permute(1, 2, 0, 3, 4).reshape(rows * cols, 3, 14, 14), (rows, cols)
+
+
+def test_preprocessing_follows_kimi_rules_with_the_configs_mean_and_std(tmp_path):
+    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+    config = {"in_token_limit": 64, "patch_size": 14, "merge_kernel_size": [2, 2], "pad_input": True, "image_mean": mean, "image_std": std}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    rules = KimiImageRules.from_checkpoint(str(tmp_path))
+    # as is (8 x 8 patches = the limit), padded (150 x 40 -> 168 x 56), downscaled (300 x 200 -> 21*14 patches > 64)
+    cases = {(112, 112): (8, 8), (150, 40): (4, 12), (300, 200): (8, 10), (47, 331): (24, 4)}
+    for seed, ((w, h), grid) in enumerate(cases.items()):
+        image = random_image(seed, max(w, h)).resize((w, h))
+        ours, our_grid = rules.patches(image)
+        expected, expected_grid = reference_patches(image, 64, mean, std)
+        assert our_grid == expected_grid == grid
+        torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
+        assert rules.tokens(image) == grid[0] * grid[1] // 4
+    del config["image_mean"]
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="preprocessor_config.json has no image_mean"):
+        KimiImageRules.from_checkpoint(str(tmp_path))
+
+
+# ----- image features and language model vs references ---------------------------------------
+
+
+@pytest.mark.parametrize("sizes", [[(98, 70)], [(112, 112), (150, 40), (56, 56), (70, 98)]], ids=["one", "several"])
+def test_image_features_equal_a_moonvit_reference(kimi, original, sizes):
+    model, processor = kimi
+    config, sd = original
+    images = [random_image(i, max(s)).resize(s) for i, s in enumerate(sizes)]
+    inputs = image_inputs(processor.rules, images)
+    assert any(g != (4, 4) for g in grids(inputs)), "the position table must be interpolated somewhere"
+    with torch.no_grad():
+        ours = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+    expected = moonvit_features(sd, config, inputs["pixel_values"], grids(inputs))
+    assert [f.shape[0] for f in ours] == [r * c // 4 for r, c in grids(inputs)]
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_text_logits_equal_a_deepseek_v3_reference(kimi, original):
+    model, processor = kimi
+    config, sd = original
+    images = [random_image(1, 112), random_image(2, 56)]
+    inputs = processor([processor.prompt("which option is correct ? the first", 2)], images)
+    ids, image = inputs["input_ids"], inputs["input_ids"] == model.config.image_token_id
+    with torch.no_grad():
+        out = model(**inputs)
+        embeds = sd["language_model.model.embed_tokens.weight"][ids.masked_fill(image, 0)]
+        embeds[image] = torch.cat(out.image_outputs.pooler_output)
+        expected = deepseek_logits(sd, config, embeds)
+    torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=0)
+    # the MoE layers route tokens to different experts (the test would not see a routing error otherwise)
+    scores = F.linear(embeds[0], sd["language_model.model.layers.1.mlp.gate.weight"])
+    assert len(set(scores.topk(2).indices.flatten().tolist())) > 2
+
+
+# ----- probe -------------------------------------------------------------------------------------
+
+
+def test_probe_matches_eager_attention_on_a_padded_batch(kimi):
+    model, processor = kimi
+    prompts = [processor.prompt("what is shown in the picture , the chart or the table ?", 1), processor.prompt("which ?", 2)]
+    inputs = processor(prompts, [random_image(1, 112), random_image(2, 56), random_image(3, 70).resize((150, 40))])
+    assert (inputs["attention_mask"][:, 0] == 0).any(), "the batch must be left-padded"
+    classes = classify_tokens(inputs["input_ids"], {"image": model.config.image_token_id}, inputs["attention_mask"])
+    with AttentionProbe(model, classes) as probe:
+        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    prompt_len = inputs["input_ids"].shape[1]
+    lengths = output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, model.generation_config.pad_token_id)
+    sequences, expected = eager_class_masses(model, inputs, classes.ids, len(classes.names), lengths, NEW_TOKENS)
+    assert torch.equal(sequences, out), "eager and probed generation chose different tokens"
+    stats = probe.stats(lengths)
+    assert [s.counts[1] for s in stats] == [16, 4 + 12]
+    assert len(stats[0].mass) == model.config.text_config.num_hidden_layers
+    for s, ref in zip(stats, expected):
+        np.testing.assert_allclose(np.column_stack([s.mass, s.generated]), ref, atol=1e-5, rtol=0)
