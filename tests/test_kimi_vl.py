@@ -204,3 +204,104 @@ def test_probe_matches_eager_attention_on_a_padded_batch(kimi):
     assert len(stats[0].mass) == model.config.text_config.num_hidden_layers
     for s, ref in zip(stats, expected):
         np.testing.assert_allclose(np.column_stack([s.mass, s.generated]), ref, atol=1e-5, rtol=0)
+
+
+# ----- pruning and replication -------------------------------------------------------------------
+
+
+def eager_received(tower, inputs) -> list[torch.Tensor]:
+    """Merged-token scores from the eager weights of the tower's last block: head mean, summed over
+    queries, averaged over each 2 x 2 patch group (patches are in raster order per image)."""
+    import copy
+    import sys
+
+    eager = copy.deepcopy(tower)
+    eager.set_attn_implementation("eager")
+    module = sys.modules[type(eager.layers[0].attn).__module__]
+    target, original, weights = eager.layers[-1].attn, module.eager_attention_forward, []
+
+    def spy(attention, *args, **kwargs):
+        out = original(attention, *args, **kwargs)
+        if attention is target:
+            weights.append(out[1])  # (1, heads, n, n) for one image
+        return out
+
+    module.eager_attention_forward = spy
+    try:
+        with torch.no_grad():
+            eager(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+    finally:
+        module.eager_attention_forward = original
+    scores = []
+    for w, (rows, cols) in zip(weights, grids(inputs)):
+        received = w[0].double().mean(0).sum(0).view(rows, cols)
+        scores.append(F.avg_pool2d(received[None, None], 2).flatten())
+    return scores
+
+
+@pytest.fixture(scope="module")
+def pruning_adapter(tiny_kimi_dir):
+    return KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu", prune_ratio=0.75, nontext_repeat=2)
+
+
+def test_pruning_keeps_the_most_received_tokens_in_order_and_replicates_them(pruning_adapter, kimi):
+    adapter = pruning_adapter
+    sizes = [(112, 112), (150, 40), (70, 98)]
+    requests = [Request("what is shown ?", [random_image(1, 112)], {}, {}),
+                Request("which option is correct ? the first", [random_image(2, 150).resize(sizes[1]), random_image(3, 98).resize(sizes[2])], {}, {})]  # fmt: skip
+    plain = adapter.processor([adapter.processor.prompt(r.context, len(r.visuals)) for r in requests], [v for r in requests for v in r.visuals])
+    features, scores = adapter.image_features(plain)
+    expected = eager_received(adapter.model.model.vision_tower, plain)
+    for ours, ref in zip(scores, expected):
+        torch.testing.assert_close(ours.double(), ref, atol=1e-5, rtol=0)
+    prepared = adapter.prepare(requests)
+    assert adapter.settings()["prune_method"] == "received"
+    image = prepared.classes.ids == prepared.classes.names.index("image")
+    # 16, 12 and 12 merged tokens (8x8, 4x12, 8x6 patches) keep 4, 3 and 3, each image's kept run written twice
+    assert [f.shape[0] for f in features] == [16, 12, 12]
+    assert [s["nontext_kept"] for s in prepared.sample_settings] == [4, 3 + 3]
+    assert image.sum(1).tolist() == [2 * 4, 2 * (3 + 3)]
+    rows = prepared.inputs["inputs_embeds"][image]
+    kept = [f[ref.topk(k).indices.sort().values] for f, ref, k in zip(features, expected, (4, 3, 3))]
+    torch.testing.assert_close(rows, torch.cat([kept[0], kept[0], kept[1], kept[1], kept[2], kept[2]]), atol=0, rtol=0)
+
+
+def test_the_edit_path_with_nothing_edited_generates_what_the_plain_path_does(tiny_kimi_dir):
+    """Embeddings built by the adapter (no pruning, one copy) give the tokens and masses of the model's own path."""
+    adapter = KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu")
+    requests = [Request("what is shown ?", [random_image(1, 112)], {}, {}),
+                Request("which ?", [random_image(2, 56), random_image(3, 84)], {}, {})]  # fmt: skip
+    plain = adapter.prepare(requests)
+    edited = adapter.edited_inputs(plain.inputs, plain.classes)
+    assert set(edited.inputs) == {"inputs_embeds", "attention_mask"} and torch.equal(edited.classes.ids, plain.classes.ids)
+    results = []
+    for prepared in (plain, edited):
+        with torch.inference_mode(), AttentionProbe(adapter.model, prepared.classes) as probe:
+            out = adapter.model.generate(**prepared.inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+        new = out[:, plain.inputs["input_ids"].shape[1] :] if "input_ids" in prepared.inputs else out
+        results.append((new, probe.stats(output_lengths(new, adapter.model.generation_config.eos_token_id, adapter.tokenizer.pad_token_id))))
+    (tokens, stats), (edited_tokens, edited_stats) = results
+    assert torch.equal(tokens, edited_tokens)
+    for a, b in zip(stats, edited_stats):
+        np.testing.assert_allclose(a.mass, b.mass, atol=1e-5)
+
+
+# ----- bad input ---------------------------------------------------------------------------------
+
+
+def test_an_image_beyond_the_position_table_is_refused_before_the_model_runs(tiny_kimi_dir):
+    adapter = KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu")
+    strip = Image.new("RGB", (7200, 10))  # under the token budget, padded to 2 x 516 patches: over the 512-per-side table
+    with pytest.raises(UsageError, match=r"7200x10 px image becomes 2x516 patches .* allows 1 to 511 per side"):
+        adapter.prepare([Request("x", [strip], {}, {})])
+    with pytest.raises(UsageError, match="takes PIL images; got a ndarray"):
+        adapter.prepare([Request("x", [np.zeros((4, 4, 3))], {}, {})])
+
+
+def test_other_checkpoints_and_remote_code_are_refused(tiny_llava_dir, tiny_kimi_dir):
+    with pytest.raises(UsageError, match=r"loads Kimi-VL checkpoints \(model_type 'kimi_vl'.*model_type 'llava'"):
+        KimiVLTextdom(pretrained=str(tiny_llava_dir), device="cpu")
+    with pytest.raises(UsageError, match="never runs the checkpoint's remote code"):
+        KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu", trust_remote_code=True)
+    with pytest.raises(UsageError, match=r"prune_ratio=1.5 is invalid"):
+        KimiVLTextdom(pretrained=str(tiny_kimi_dir), prune_ratio=1.5)
