@@ -106,7 +106,7 @@ def kimi_vl_config(specials: dict[str, int], vocab_size: int, vision_hidden: int
         "model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"],
         "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekV3Config"},
         "vocab_size": vocab_size, "hidden_size": text_hidden, "intermediate_size": 2 * text_hidden,
-        "moe_intermediate_size": 16, "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
+        "moe_intermediate_size": 16, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 4,
         "n_shared_experts": 1, "n_routed_experts": 4, "ep_size": 1, "routed_scaling_factor": 2.446,
         "kv_lora_rank": 16, "q_lora_rank": None, "qk_rope_head_dim": 4, "v_head_dim": 8, "qk_nope_head_dim": 8,
         "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1, "num_experts_per_tok": 2, "moe_layer_freq": 1,
