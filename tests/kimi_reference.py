@@ -133,7 +133,8 @@ def deepseek_logits(sd: dict, config: dict, embeds: torch.Tensor) -> torch.Tenso
         q = F.linear(h, sd[f"{layer}.self_attn.q_proj.weight"]).view(b, s, heads, nope + rope).transpose(1, 2)
         q_nope, q_pe = q.split([nope, rope], dim=-1)
         latent, k_pe = F.linear(h, sd[f"{layer}.self_attn.kv_a_proj_with_mqa.weight"]).split([rank, rope], dim=-1)
-        kv = F.linear(_rms_norm(sd[f"{layer}.self_attn.kv_a_layernorm.weight"], latent, 1e-6), sd[f"{layer}.self_attn.kv_b_proj.weight"])
+        latent = _rms_norm(sd[f"{layer}.self_attn.kv_a_layernorm.weight"], latent, 1e-6)  # its own eps, not rms_norm_eps
+        kv = F.linear(latent, sd[f"{layer}.self_attn.kv_b_proj.weight"])
         k_nope, value = kv.view(b, s, heads, nope + vd).transpose(1, 2).split([nope, vd], dim=-1)
         q_pe = _interleaved_rope(q_pe, cos, sin)
         k_pe = _interleaved_rope(k_pe.view(b, s, 1, rope).transpose(1, 2), cos, sin).expand(b, heads, s, rope)

@@ -109,7 +109,23 @@ def test_checkpoint_template_and_documented_layout_render_the_same(kimi):
     for messages in conversations:
         assert processor.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == render_chat(messages)
     assert processor.prompt("which ?", 2) == render_chat(conversations[1])
-    assert render_chat(conversations[0]).startswith("<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|><|im_user|>user")
+    default_system = "<|im_system|>system<|im_middle|>You are a helpful assistant<|im_end|>"
+    assert render_chat(conversations[0]).startswith(default_system + "<|im_user|>user")
+
+
+def test_the_template_comes_from_the_checkpoints_files_else_the_documented_layout(tiny_kimi_dir, tmp_path):
+    for name in ("tiktoken.model", "config.json", "preprocessor_config.json"):
+        shutil.copy(tiny_kimi_dir / name, tmp_path / name)
+    config = json.loads((tiny_kimi_dir / "tokenizer_config.json").read_text())
+    template = config.pop("chat_template")
+    config["bos_token"] = {"content": "[BOS]", "special": True}  # serialized AddedToken form
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    rules = KimiImageRules.from_checkpoint(str(tmp_path))
+    bare = KimiProcessor(load_kimi_tokenizer(str(tmp_path)), rules)
+    assert bare.tokenizer.chat_template is None and bare.tokenizer.bos_token == "[BOS]"
+    assert bare.prompt("which ?", 1) == render_chat([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "which ?"}]}])
+    (tmp_path / "chat_template.jinja").write_text(template.replace("You are a helpful assistant", "Be brief"))
+    assert "<|im_middle|>Be brief<|im_end|>" in KimiProcessor(load_kimi_tokenizer(str(tmp_path)), rules).prompt("which ?", 1)
 
 
 # ----- image preprocessing -----------------------------------------------------------------------
@@ -131,7 +147,8 @@ def reference_patches(image: Image.Image, limit: int, mean, std) -> tuple[torch.
 
 def test_preprocessing_follows_kimi_rules_with_the_configs_mean_and_std(tmp_path):
     mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-    config = {"in_token_limit": 64, "patch_size": 14, "merge_kernel_size": [2, 2], "pad_input": True, "image_mean": mean, "image_std": std}
+    config = {"in_token_limit": 64, "patch_size": 14, "merge_kernel_size": [2, 2], "pad_input": True,
+              "image_mean": mean, "image_std": std}  # fmt: skip
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
     rules = KimiImageRules.from_checkpoint(str(tmp_path))
     # as is (8 x 8 patches = the limit), padded (150 x 40 -> 168 x 56), downscaled (300 x 200 -> 21*14 patches > 64)
@@ -247,9 +264,9 @@ def pruning_adapter(tiny_kimi_dir):
 def test_pruning_keeps_the_most_received_tokens_in_order_and_replicates_them(pruning_adapter, kimi):
     adapter = pruning_adapter
     sizes = [(112, 112), (150, 40), (70, 98)]
-    requests = [Request("what is shown ?", [random_image(1, 112)], {}, {}),
-                Request("which option is correct ? the first", [random_image(2, 150).resize(sizes[1]), random_image(3, 98).resize(sizes[2])], {}, {})]  # fmt: skip
-    plain = adapter.processor([adapter.processor.prompt(r.context, len(r.visuals)) for r in requests], [v for r in requests for v in r.visuals])
+    images = [random_image(i, max(size)).resize(size) for i, size in enumerate(sizes, start=1)]
+    requests = [Request("what is shown ?", images[:1], {}, {}), Request("which option is correct ? the first", images[1:], {}, {})]
+    plain = adapter.processor([adapter.processor.prompt(r.context, len(r.visuals)) for r in requests], images)
     features, scores = adapter.image_features(plain)
     expected = eager_received(adapter.model.model.vision_tower, plain)
     for ours, ref in zip(scores, expected):
@@ -279,7 +296,8 @@ def test_the_edit_path_with_nothing_edited_generates_what_the_plain_path_does(ti
         with torch.inference_mode(), AttentionProbe(adapter.model, prepared.classes) as probe:
             out = adapter.model.generate(**prepared.inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
         new = out[:, plain.inputs["input_ids"].shape[1] :] if "input_ids" in prepared.inputs else out
-        results.append((new, probe.stats(output_lengths(new, adapter.model.generation_config.eos_token_id, adapter.tokenizer.pad_token_id))))
+        lengths = output_lengths(new, adapter.model.generation_config.eos_token_id, adapter.tokenizer.pad_token_id)
+        results.append((new, probe.stats(lengths)))
     (tokens, stats), (edited_tokens, edited_stats) = results
     assert torch.equal(tokens, edited_tokens)
     for a, b in zip(stats, edited_stats):

@@ -44,16 +44,6 @@ CHAT_TEMPLATE = (
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|im_assistant|>assistant<|im_middle|>{%- endif -%}"
 )
-KIMI_PATTERN_PARTS = (
-    r"""[\p{Han}]+""",
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-    r"""\p{N}{1,3}""",
-    r""" ?[^\s\p{L}\p{N}]+[\r\n]*""",
-    r"""\s*[\r\n]+""",
-    r"""\s+(?!\S)""",
-    r"""\s+""",
-)
 
 
 def bpe_ranks(merges: int = 200) -> dict[bytes, int]:
@@ -118,7 +108,8 @@ def kimi_vl_config(specials: dict[str, int], vocab_size: int, vision_hidden: int
     }  # fmt: skip
     return {
         "architectures": ["KimiVLForConditionalGeneration"],
-        "auto_map": {"AutoConfig": "configuration_kimi_vl.KimiVLConfig", "AutoModel": "modeling_kimi_vl.KimiVLForConditionalGeneration",
+        "auto_map": {"AutoConfig": "configuration_kimi_vl.KimiVLConfig",
+                     "AutoModel": "modeling_kimi_vl.KimiVLForConditionalGeneration",
                      "AutoModelForCausalLM": "modeling_kimi_vl.KimiVLForConditionalGeneration"},
         "model_type": "kimi_vl", "vision_config": vision, "text_config": text, "ignore_index": -100,
         "media_placeholder_token_id": specials["<|media_pad|>"], "pad_token_id": 0, "torch_dtype": "float32",
@@ -175,8 +166,8 @@ def original_state_dict(config: dict, seed: int = 0, std: float = 0.2) -> dict[s
         put(f"{layer}.self_attn.kv_b_proj", linear(heads * (t["qk_nope_head_dim"] + vd), rank, bias=False))
         put(f"{layer}.self_attn.o_proj", linear(h, heads * vd, bias=False))
         if i < t["first_k_dense_replace"]:
-            mlp = {"gate_proj": (t["intermediate_size"], h), "up_proj": (t["intermediate_size"], h), "down_proj": (h, t["intermediate_size"])}
-            for name, shape in mlp.items():
+            inner = t["intermediate_size"]
+            for name, shape in {"gate_proj": (inner, h), "up_proj": (inner, h), "down_proj": (h, inner)}.items():
                 put(f"{layer}.mlp.{name}", linear(*shape, bias=False))
             continue
         m, experts = t["moe_intermediate_size"], t["n_routed_experts"]
@@ -193,7 +184,9 @@ def original_state_dict(config: dict, seed: int = 0, std: float = 0.2) -> dict[s
     return sd
 
 
-def save_kimi_vl(path: str | Path, seed: int = 0, in_token_limit: int = 64, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)) -> Path:
+def save_kimi_vl(
+    path: str | Path, seed: int = 0, in_token_limit: int = 64, image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5)
+) -> Path:
     """Write the checkpoint folder: config, weights, tokenizer, preprocessor and generation configs.
 
     ``in_token_limit`` patches (64 = an 8 x 8 grid) is where images start to be downscaled.

@@ -62,7 +62,9 @@ class KimiVLTextdom(TextdomModel):
         if end not in eos:  # a checkpoint without generation_config.json would run on past the reply
             model.generation_config.eos_token_id = [*eos, end]
         tower = model.model.vision_tower
-        self._scorer = RasterReceivedScorer(tower, tower.layers[-1].attn, tower.merge_kernel_size) if self.args["prune_ratio"] > 0 else None
+        # the last block's output is what gets merged and projected: its attention scores the tokens
+        last = tower.layers[-1].attn
+        self._scorer = RasterReceivedScorer(tower, last, tower.merge_kernel_size) if self.args["prune_ratio"] > 0 else None
         return model, KimiProcessor(tokenizer, rules)
 
     # ----- inputs --------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class KimiImageRules:
         config = json.loads(checkpoint_file(pretrained, "preprocessor_config.json", revision).read_text())
         missing = [k for k in ("image_mean", "image_std") if k not in config]
         if missing:
-            raise UsageError(f"{pretrained}/preprocessor_config.json has no {', '.join(missing)}: Kimi-VL's normalisation is read from it")
+            raise UsageError(
+                f"{pretrained}/preprocessor_config.json has no {', '.join(missing)}: Kimi-VL's normalisation is read from it"
+            )
         fields = {k: config[k] for k in ("in_token_limit", "patch_size", "pad_input") if k in config}
         if "merge_kernel_size" in config:
             fields["merge_kernel_size"] = tuple(config["merge_kernel_size"])

@@ -12,10 +12,12 @@ other checkpoint. Like the original, it adds no BOS.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
+from transformers.utils import cached_file
 
 from lmms_textdom.models.checkpoint import checkpoint_file
 
@@ -40,6 +42,21 @@ def special_tokens(tokenizer_config: dict, num_ranks: int) -> list[str]:
     return [named.get(i, f"<|reserved_token_{i}|>") for i in range(num_ranks, num_ranks + SPECIAL_SLOTS)]
 
 
+def checkpoint_chat_template(pretrained: str, tokenizer_config: dict, revision: str = "main") -> str | None:
+    """The chat template the checkpoint carries: in its tokenizer config, else ``chat_template.jinja`` / ``.json``."""
+    if tokenizer_config.get("chat_template"):
+        return tokenizer_config["chat_template"]
+    for name in ("chat_template.jinja", "chat_template.json"):
+        path = cached_file(
+            pretrained, name, revision=revision,
+            _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+        )  # fmt: skip
+        if path:
+            text = Path(path).read_text()
+            return json.loads(text)["chat_template"] if name.endswith(".json") else text
+    return None
+
+
 def load_kimi_tokenizer(pretrained: str, revision: str = "main") -> PreTrainedTokenizerFast:
     vocab_file = checkpoint_file(pretrained, "tiktoken.model", revision)
     config = json.loads(checkpoint_file(pretrained, "tokenizer_config.json", revision).read_text())
@@ -53,12 +70,13 @@ def load_kimi_tokenizer(pretrained: str, revision: str = "main") -> PreTrainedTo
     num_ranks = core.get_vocab_size()
     # added in id order, each takes the next id: the slots land exactly where Kimi numbers them
     core.add_special_tokens([AddedToken(name, normalized=False, special=True) for name in special_tokens(config, num_ranks)])
-    names = {k: config.get(k) for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
-    if names["pad_token"] is None:
-        names["pad_token"] = names["eos_token"]
+    # each may be a string or a serialized AddedToken
+    names = {k: (v["content"] if isinstance(v, dict) else v) for k in ("bos_token", "eos_token", "unk_token", "pad_token")
+             if (v := config.get(k)) is not None}  # fmt: skip
+    names.setdefault("pad_token", names.get("eos_token"))
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, chat_template=config.get("chat_template"), padding_side="left",
+        tokenizer_object=core, chat_template=checkpoint_chat_template(pretrained, config, revision), padding_side="left",
         model_max_length=config.get("model_max_length", 1048576), clean_up_tokenization_spaces=False,
-        **{k: v for k, v in names.items() if v is not None},
+        **names,
     )  # fmt: skip
     return tokenizer
