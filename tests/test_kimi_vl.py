@@ -145,8 +145,8 @@ def reference_patches(image: Image.Image, limit: int, mean, std) -> tuple[torch.
     return patches.permute(1, 2, 0, 3, 4).reshape(rows * cols, 3, 14, 14), (rows, cols)
 
 
-def test_preprocessing_follows_kimi_rules_with_the_configs_mean_and_std(tmp_path):
-    mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+def test_preprocessing_follows_kimi_rules_with_the_configs_mean_and_std(tmp_path, logged_warnings):
+    mean, std = (0.3, 0.4, 0.5), (0.2, 0.25, 0.3)
     config = {"in_token_limit": 64, "patch_size": 14, "merge_kernel_size": [2, 2], "pad_input": True,
               "image_mean": mean, "image_std": std}  # fmt: skip
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
@@ -160,10 +160,11 @@ def test_preprocessing_follows_kimi_rules_with_the_configs_mean_and_std(tmp_path
         assert our_grid == expected_grid == grid
         torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
         assert rules.tokens(image) == grid[0] * grid[1] // 4
-    del config["image_mean"]
+    del config["image_mean"]  # the original processor then falls back to CLIP's mean, and says so here
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
-    with pytest.raises(UsageError, match="preprocessor_config.json has no image_mean"):
-        KimiImageRules.from_checkpoint(str(tmp_path))
+    rules = KimiImageRules.from_checkpoint(str(tmp_path))
+    assert rules.image_mean == (0.48145466, 0.4578275, 0.40821073) and rules.image_std == std
+    assert any("has no image_mean" in w for w in logged_warnings)
 
 
 # ----- image features and language model vs references ---------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from loguru import logger
 from PIL import Image
 
 from lmms_textdom.core.errors import UsageError
@@ -23,10 +24,15 @@ from lmms_textdom.models.checkpoint import checkpoint_file
 from lmms_textdom.models.kimi_vl.checkpoint import MAX_PATCHES_PER_SIDE
 
 
+#: KimiVLImageProcessor's defaults, used only where the checkpoint's config names no mean / std
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 @dataclass(frozen=True)
 class KimiImageRules:
-    image_mean: tuple[float, float, float]
-    image_std: tuple[float, float, float]
+    image_mean: tuple[float, float, float] = CLIP_MEAN
+    image_std: tuple[float, float, float] = CLIP_STD
     in_token_limit: int = 4096
     patch_size: int = 14
     merge_kernel_size: tuple[int, int] = (2, 2)
@@ -34,16 +40,16 @@ class KimiImageRules:
 
     @classmethod
     def from_checkpoint(cls, pretrained: str, revision: str = "main") -> "KimiImageRules":
+        """The checkpoint's ``preprocessor_config.json``; a field it lacks takes the original processor's default."""
         config = json.loads(checkpoint_file(pretrained, "preprocessor_config.json", revision).read_text())
-        missing = [k for k in ("image_mean", "image_std") if k not in config]
-        if missing:
-            raise UsageError(
-                f"{pretrained}/preprocessor_config.json has no {', '.join(missing)}: Kimi-VL's normalisation is read from it"
-            )
         fields = {k: config[k] for k in ("in_token_limit", "patch_size", "pad_input") if k in config}
         if "merge_kernel_size" in config:
             fields["merge_kernel_size"] = tuple(config["merge_kernel_size"])
-        return cls(image_mean=tuple(config["image_mean"]), image_std=tuple(config["image_std"]), **fields)
+        for key, default in (("image_mean", CLIP_MEAN), ("image_std", CLIP_STD)):
+            if key not in config:
+                logger.warning(f"{pretrained}: preprocessor_config.json has no {key}; using KimiVLImageProcessor's default {default}")
+            fields[key] = tuple(config.get(key, default))
+        return cls(**fields)
 
     @property
     def merge(self) -> int:
