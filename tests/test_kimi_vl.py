@@ -324,3 +324,11 @@ def test_other_checkpoints_and_remote_code_are_refused(tiny_llava_dir, tiny_kimi
         KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu", trust_remote_code=True)
     with pytest.raises(UsageError, match=r"prune_ratio=1.5 is invalid"):
         KimiVLTextdom(pretrained=str(tiny_kimi_dir), prune_ratio=1.5)
+
+
+def test_a_padded_pruned_batch_gives_each_sample_what_it_gets_alone(tiny_kimi_dir):
+    from tests.adapter_runs import assert_batch_equals_single
+
+    requests = [Request("what is shown in the picture , the chart or the table ?", [random_image(1, 112)], {}, {"max_new_tokens": 4}),
+                Request("which ?", [random_image(2, 56), random_image(3, 70).resize((150, 40))], {}, {"max_new_tokens": 4})]  # fmt: skip
+    assert_batch_equals_single(KimiVLTextdom, tiny_kimi_dir, requests, prune_ratio=0.5, nontext_repeat=2)
