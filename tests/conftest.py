@@ -140,3 +140,11 @@ def qwen_requests(tiny_videos):
         Request("describe the video", [str(tiny_videos[0])], {}, new),
         Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, new),
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_kimi_dir(tmp_path_factory):
+    """A tiny Kimi-VL checkpoint in the hub's own layout (kimi_vl config, remote-code keys, tiktoken vocabulary)."""
+    from lmms_textdom.tiny.kimi_vl import save_kimi_vl
+
+    return save_kimi_vl(tmp_path_factory.mktemp("ckpt") / "tiny-kimi-vl")

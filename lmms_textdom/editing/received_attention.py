@@ -120,3 +120,80 @@ class ReceivedAttentionScorer:
         if self.patch_scores is None:
             raise RuntimeError("the vision tower ran no full-attention block while recording")
         self.scores = self._merged_scores()
+
+
+def raster_group_mean(patch_scores: torch.Tensor, grids_hw: list[tuple[int, int]], kernel: tuple[int, int]) -> list[torch.Tensor]:
+    """Per image: the mean score of each ``kernel`` group of its raster-ordered patches, groups in raster order.
+
+    ``patch_scores`` holds the images' patches one after another, each image row by row; an image
+    of ``h x w`` patches gives ``(h / kh) * (w / kw)`` group scores, the order a 2 x 2 merge emits.
+    """
+    kh, kw = kernel
+    out, start = [], 0
+    for h, w in grids_hw:
+        image = patch_scores[start : start + h * w].view(h // kh, kh, w // kw, kw)
+        out.append(image.mean(dim=(1, 3)).flatten())
+        start += h * w
+    return out
+
+
+class RasterReceivedScorer:
+    """Attention received per merged token, for a ViT whose blocks see each image's patches in raster order.
+
+    For towers without windows whose attention module has its own ``q_proj`` / ``k_proj`` and gets the
+    rotary ``(cos, sin)`` as ``position_embeddings`` (rotate-half form) and ``cu_seqlens`` per image:
+    the scored block (the tower's last by default, the one whose output is merged) keeps its fast
+    attention; its q and k are taken from the projections' outputs. After a tower run inside
+    ``recording()``, ``scores`` holds one tensor per image, in the merged tokens' order.
+    """
+
+    def __init__(self, tower: torch.nn.Module, attention: torch.nn.Module, kernel: tuple[int, int]):
+        for name in ("q_proj", "k_proj", "num_heads", "head_dim", "scaling"):
+            if not hasattr(attention, name):
+                raise UsageError(f"{type(attention).__name__} has no {name}: cannot recompute its attention")
+        self.tower, self.attention, self.kernel = tower, attention, tuple(kernel)
+        self._grid: torch.Tensor | None = None
+        self._call: dict = {}
+        self._query: torch.Tensor | None = None
+        self.patch_scores: torch.Tensor | None = None
+        self.scores: list[torch.Tensor] = []
+
+    def _on_tower(self, module, args, kwargs):
+        self._grid = kwargs["grid_thw"] if "grid_thw" in kwargs else args[1]
+
+    def _on_attention(self, module, args, kwargs):
+        self._call = kwargs
+
+    def _on_query(self, module, args, output):
+        self._query = output
+
+    @torch.no_grad()
+    def _on_key(self, module, args, output):
+        a = self.attention
+        q, k = (x.float().view(x.shape[0], a.num_heads, a.head_dim) for x in (self._query, output))
+        cos, sin = (t.float().unsqueeze(-2) for t in self._call["position_embeddings"])
+        q, k = (x * cos + rotate_half(x) * sin for x in (q, k))
+        self.patch_scores = received_attention(q, k, self._call["cu_seqlens"].tolist(), a.scaling)
+
+    @contextmanager
+    def recording(self):
+        a = self.attention
+        hooks = [
+            self.tower.register_forward_pre_hook(self._on_tower, with_kwargs=True),
+            a.register_forward_pre_hook(self._on_attention, with_kwargs=True),
+            a.q_proj.register_forward_hook(self._on_query),
+            a.k_proj.register_forward_hook(self._on_key),
+        ]
+        self.patch_scores, self.scores = None, []
+        try:
+            yield self
+        finally:
+            for hook in hooks:
+                hook.remove()
+            self._call, self._query = {}, None
+        if self.patch_scores is None:
+            raise RuntimeError("the vision tower ran the scored block no time while recording")
+        if (self._grid[:, 0] != 1).any():
+            raise ValueError("raster scoring takes single-frame grids (t = 1)")
+        grids = [(int(h), int(w)) for _, h, w in self._grid.tolist()]
+        self.scores = raster_group_mean(self.patch_scores, grids, self.kernel)
