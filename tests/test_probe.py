@@ -152,8 +152,11 @@ def test_layers_that_bypass_the_probe_are_named(tiny_llama):
 def test_unsupported_attention_implementation_is_named(tiny_llama):
     model, _ = tiny_llama
     other = copy.deepcopy(model)
-    other.config._attn_implementation_internal = "flex_attention"
-    with pytest.raises(ProbeError, match="load it with attn_implementation='sdpa'"):
+    other.config._attn_implementation_internal = "not_registered_anywhere"
+    with pytest.raises(ProbeError, match="not registered in transformers' AttentionInterface"):
+        install(other)
+    other.config._attn_implementation_internal = "paged|eager"
+    with pytest.raises(ProbeError, match="does not measure paged attention"):
         install(other)
 
 
