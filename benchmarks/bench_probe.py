@@ -55,15 +55,19 @@ def run_one(args) -> dict:
     import torch
 
     from lmms_textdom.core.modality import PositionClasses
-    from lmms_textdom.core.probe import AttentionProbe
+    from lmms_textdom.core.probe import AttentionProbe, install
     from lmms_textdom.tiny import build_llama
 
     torch.set_grad_enabled(False)
     use_threads(args)
     dtype = getattr(torch, args.dtype)
     impl, probed = METHODS[args.method]
-    model, _ = build_llama(**SHAPES[args.shape], attn_implementation=impl, initializer_range=0.02)
-    model = model.to(device=args.device, dtype=dtype)
+    torch.set_default_dtype(dtype)
+    with torch.device(args.device):  # random weights made in place: a 7B model in seconds on a GPU
+        model, _ = build_llama(**SHAPES[args.shape], attn_implementation=impl, initializer_range=0.02)
+    torch.set_default_dtype(torch.float32)
+    if probed:
+        install(model)  # once, as the adapters do at load; inactive, it only forwards
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(10, model.config.vocab_size, (args.batch, args.length), generator=gen).to(args.device)
     mask = torch.ones_like(ids)
@@ -84,7 +88,7 @@ def run_one(args) -> dict:
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             del out
 
-    timing = time_and_peak(generate, args.repeats, args.device, args.clock)
+    timing = time_and_peak(generate, args.repeats, args.device, args.clock, args.stat)
     return {"method": args.method, "length": args.length, "batch": args.batch, **timing, **path}
 
 

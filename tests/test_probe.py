@@ -196,8 +196,8 @@ def test_no_cache_runs_inline_and_matches_eager(tiny_llama):
 
 def test_sliding_window_layers_run_inline_the_others_deferred(tiny_llama):
     _, tok = tiny_llama
-    # Layers 2 and 3 use sliding windows (wider than the sequence, so eager sees every key too).
-    config = Qwen2Config(**language_model_fields(tok, 4, 64, 8, 2, 0.2), use_sliding_window=True, sliding_window=512, max_window_layers=2)
+    # Layers 2 and 3 attend the last 5 positions only, far fewer than the prompt's.
+    config = Qwen2Config(**language_model_fields(tok, 4, 64, 8, 2, 0.2), use_sliding_window=True, sliding_window=5, max_window_layers=2)
     model = instantiate(Qwen2ForCausalLM, config, tok, seed=0, attn_implementation="sdpa")
     inputs, classes = llama_padded_batch(tok)
     _, probe = probe_generate(model, inputs, classes)

@@ -261,6 +261,7 @@ class _Recorder:
         self.heads = 0
         self.cache = None  # the KV cache of the current generate call (seen by a pre-hook on the decoder)
         self.steps = 0
+        self._call_start = 0  # first step of the current generate call
         self._rows: torch.Tensor | None = None  # (capacity, layers, batch, classes + 1)
         self._one_hot: dict[tuple, torch.Tensor] = {}
         # per layer, decided when first seen: True deferred, False inline (reason in inline_layers)
@@ -296,6 +297,7 @@ class _Recorder:
             self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, self.num_classes + 1, device=query.device)
         elif query_len > 1:  # another prompt (a second generate call): earlier rows attend other keys
             self.flush()
+            self._call_start = self.steps
         if self.steps - self._pending_from == FLUSH_STEPS:
             self.flush()
         if self.steps == self._rows.shape[0]:
@@ -342,7 +344,9 @@ class _Recorder:
         if not deferred:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
             bias = None if row is None else _rows_bias([row], [key.shape[2]], key.shape[2], query.shape[0], query.device)
-            self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias)
+            # A sliding-window cache hands over the latest keys only: they end at this row's position.
+            first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
+            self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
             return
         queries = self._queries[layer]
         if queries is None:
@@ -357,23 +361,27 @@ class _Recorder:
             else:  # a layer with a mask of its own
                 self._mask_overrides[(layer, step)] = row
 
-    def _one_hot_to(self, width: int, device) -> torch.Tensor:
-        """(batch, width, classes + 1): the prompt's classes, then one column for generated positions."""
-        key = (width, device)
+    def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
+        """(batch, width, classes + 1) for positions first, first + 1, ...: the prompt's classes, then
+        one column for generated positions."""
+        key = (first, width, device)
         one_hot = self._one_hot.get(key)
         if one_hot is None:
-            self._one_hot.clear()  # widths grow step by step; keep only the latest
-            prompt = self.classes.one_hot(device)
+            if len(self._one_hot) > 4:  # widths grow step by step; keep only the latest few
+                self._one_hot.clear()
+            prompt = self.classes.one_hot(device)[:, first : first + width]
             one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1, device=device)
-            one_hot[:, : self.prompt_len, : self.num_classes] = prompt[:, :width]
-            one_hot[:, self.prompt_len :, self.num_classes] = 1.0
+            one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
+            one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
             self._one_hot[key] = one_hot
         return one_hot
 
-    def _store(self, start: int, layer: int, queries: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None) -> None:
-        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start, start + 1, ..."""
+    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
+        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
+        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
         per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
-        per_class = torch.bmm(per_position, self._one_hot_to(key.shape[2], key.device))  # (batch, rows, classes + 1)
+        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
+        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
 
     def flush(self) -> None:
