@@ -279,3 +279,16 @@ def test_output_lengths_find_where_stop_strings_ended_a_sequence(tiny_llama):
     assert output_lengths(generated, tok.eos_token_id, pad, stop_strings=["at sat"], tokenizer=tok) == [4, 4]
     with pytest.raises(ValueError, match="needs the tokenizer"):
         output_lengths(generated, tok.eos_token_id, pad, stop_strings=["on"])
+
+
+def test_flex_attention_block_mask_gives_its_last_row():
+    from torch.nn.attention.flex_attention import create_block_mask
+    from transformers.masking_utils import add_offsets_to_mask_function, and_masks, causal_mask_function, padding_mask_function
+
+    padding = torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]]).bool()
+    mask_mod = and_masks(causal_mask_function, padding_mask_function(padding))
+    prefill = create_block_mask(mask_mod, B=2, H=None, Q_LEN=6, KV_LEN=6, device="cpu", _compile=False)
+    assert torch.equal(probe_module._last_row(prefill, 6, 2, 6), padding[:, None, None, :6])
+    # A decoding step: one query at position 6 over 7 keys, as transformers offsets it.
+    step = create_block_mask(add_offsets_to_mask_function(mask_mod, 6, 0), B=2, H=None, Q_LEN=1, KV_LEN=7, device="cpu", _compile=False)
+    assert torch.equal(probe_module._last_row(step, 1, 2, 7), padding[:, None, None, :])
