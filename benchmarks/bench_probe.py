@@ -10,6 +10,7 @@ batch-1 decoding of a 7B model on a GPU, where every extra tensor operation per 
 
     python benchmarks/bench_probe.py                      # CPU, compute-bound (about 10 minutes on 2 cores)
     python benchmarks/bench_probe.py --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu
+    python benchmarks/bench_probe.py --paired --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu --stat min --repeats 7
     python benchmarks/bench_probe.py --gpu                # every GPU row of RESULTS.md in one run (bf16, random weights)
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from measure import compare_methods, comparison_parser, settings_line, time_and_peak, use_threads
+from measure import compare_methods, comparison_parser, run_fresh, settings_line, time_and_peak, use_threads
 
 SHAPES = {
     # mid-size random model: 8 layers, hidden 512, 8 heads (compute-bound on a CPU)
@@ -92,6 +93,59 @@ def run_one(args) -> dict:
     return {"method": args.method, "length": args.length, "batch": args.batch, **timing, **path}
 
 
+def run_paired(args) -> dict:
+    """Plain sdpa and the probe in one process, generate calls alternating, ``stat`` of each.
+
+    On a shared machine load shifts between processes and over minutes; alternating the two in
+    one process exposes both to the same load, so their ratio is steadier than across processes.
+    """
+    import torch
+
+    from lmms_textdom.core.modality import PositionClasses
+    from lmms_textdom.core.probe import AttentionProbe, install
+    from lmms_textdom.tiny import build_llama
+    from measure import CLOCKS, STATS
+
+    torch.set_grad_enabled(False)
+    use_threads(args)
+    plain, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    probed, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    install(probed)
+    ids = torch.randint(10, plain.config.vocab_size, (args.batch, args.length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    classes = PositionClasses(("text", "image"), (torch.arange(args.length) >= TEXT_TOKENS).long().expand(args.batch, -1))
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+
+    def with_probe():
+        with AttentionProbe(probed, classes) as probe:
+            probed.generate(**kwargs)
+        probe.stats()
+        return probe.path
+
+    path = with_probe()
+    plain.generate(**kwargs)
+    now, times = CLOCKS[args.clock], {"sdpa": [], "probe": []}
+    for _ in range(args.repeats):
+        for name, fn in (("sdpa", lambda: plain.generate(**kwargs)), ("probe", with_probe)):
+            start = now()
+            fn()
+            times[name].append(now() - start)
+    summary = {name: STATS[args.stat](t) for name, t in times.items()}
+    return {"length": args.length, "batch": args.batch, **summary, "ratio": summary["probe"] / summary["sdpa"], "probe_path": path}
+
+
+def print_paired(args) -> None:
+    print(settings_line(args) + f" batch={args.batch}, sdpa and probe alternating in one process")
+    print("| prompt S | plain sdpa | probe | probe / plain |")
+    print("|---|---|---|---|")
+    for length in args.lengths:
+        cell = run_fresh(__file__, args, "--paired", "--length", str(length), "--batch", str(args.batch))
+        if "error" in cell:
+            print(f"| {length} | failed: {cell['error']} | | |", flush=True)
+            continue
+        print(f"| {length} | {cell['sdpa']:.3f} s | {cell['probe']:.3f} s | **{cell['ratio']:.3f}x** |", flush=True)
+
+
 def print_table(args, lengths, batch: int, methods) -> None:
     args.methods = list(methods)
     print(settings_line(args) + f" batch={batch}")
@@ -110,10 +164,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="sequences per generate call (same length, no padding)")
     parser.add_argument("--eager-max-length", type=int, default=4096, help="skip eager above this (it needs O(S^2) memory)")
     parser.add_argument("--gpu", action="store_true", help="the GPU rows: cuda, bfloat16, " + ", ".join(f"{s} S={n} B={b}" for s, n, b in GPU_PLAN))
+    parser.add_argument("--paired", action="store_true", help="sdpa and probe alternating in one process (steadier ratio)")
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_paired(args) if args.paired else run_one(args)))
+        return
+    if args.paired:
+        print_paired(args)
         return
     if not args.gpu:
         print_table(args, args.lengths, args.batch, args.methods)
