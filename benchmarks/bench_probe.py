@@ -1,11 +1,17 @@
-"""Wall time and peak memory of generation: plain sdpa vs the attention probe vs eager + output_attentions.
+"""Wall time and peak memory of generation: plain attention vs the attention probe vs eager + output_attentions.
 
 Each (method, prompt length) runs in a fresh process: a warm-up generate, then the median of
 ``--repeats`` timed ones. Peak extra memory is the RSS high-water mark during the timed generates
 minus the RSS just before them (CPU), or torch's peak allocated bytes (CUDA).
 
-    python benchmarks/bench_probe.py                      # CPU table (about 10 minutes on 2 cores)
-    python benchmarks/bench_probe.py --device cuda --shape llava-7b --dtype bfloat16 --lengths 700 8192
+Two CPU regimes: ``mid`` (8 layers, hidden 512) is compute-bound, each layer's arithmetic hides
+the probe's fixed per-call cost; ``deep-narrow`` (32 layers, hidden 64) is dispatch-bound like
+batch-1 decoding of a 7B model on a GPU, where every extra tensor operation per layer and token shows.
+
+    python benchmarks/bench_probe.py                      # CPU, compute-bound (about 10 minutes on 2 cores)
+    python benchmarks/bench_probe.py --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu
+    python benchmarks/bench_probe.py --paired --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu --stat min --repeats 7
+    python benchmarks/bench_probe.py --gpu                # every GPU row of RESULTS.md in one run (bf16, random weights)
 """
 
 from __future__ import annotations
@@ -13,68 +19,168 @@ from __future__ import annotations
 import argparse
 import json
 
-from measure import compare_methods, comparison_parser, settings_line, time_and_peak, use_threads
+from measure import compare_methods, comparison_parser, run_fresh, settings_line, time_and_peak, use_threads
 
 SHAPES = {
-    # mid-size random model of the issue: 8 layers, hidden 512, 8 heads
+    # mid-size random model: 8 layers, hidden 512, 8 heads (compute-bound on a CPU)
     "mid": dict(num_layers=8, hidden_size=512, num_heads=8, num_kv_heads=8, vocab_size=32064),
+    # deep and narrow: 32 layers, hidden 64, 8 heads / 2 KV heads (dispatch-bound on a CPU)
+    "deep-narrow": dict(num_layers=32, hidden_size=64, num_heads=8, num_kv_heads=2, vocab_size=32064),
     # LLaVA-1.5-7B's language model (Vicuna-7B): 32 layers, hidden 4096, 32 heads
     "llava-7b": dict(num_layers=32, hidden_size=4096, num_heads=32, num_kv_heads=32, vocab_size=32064),
+    # Qwen2.5-VL-7B's language model as a Llama of the same shape: 28 layers, hidden 3584, 28 heads / 4 KV heads
+    "qwen2.5-vl-7b": dict(num_layers=28, hidden_size=3584, num_heads=28, num_kv_heads=4, vocab_size=152064),
 }
-METHODS = ("sdpa", "probe", "eager")
+#: method -> (attention implementation, probed)
+METHODS = {
+    "sdpa": ("sdpa", False),
+    "probe": ("sdpa", True),
+    "eager": ("eager", False),
+    "flash": ("flash_attention_2", False),
+    "probe-flash": ("flash_attention_2", True),
+}
+CPU_METHODS = ("sdpa", "probe", "eager")
 TEXT_TOKENS = 124  # the rest of each prompt is "image": 700 tokens -> 576 image tokens as in LLaVA-1.5
+#: the GPU rows: (shape, prompt tokens, batch); eager is not run (O(S^2) memory at these lengths)
+GPU_PLAN = (
+    ("llava-7b", 700, 1),
+    ("llava-7b", 700, 8),
+    ("llava-7b", 8192, 1),
+    ("llava-7b", 8192, 8),
+    ("qwen2.5-vl-7b", 16384, 1),
+)
+GPU_METHODS = ("sdpa", "probe", "flash", "probe-flash")
 
 
 def run_one(args) -> dict:
     import torch
 
     from lmms_textdom.core.modality import PositionClasses
-    from lmms_textdom.core.probe import AttentionProbe
+    from lmms_textdom.core.probe import AttentionProbe, install
     from lmms_textdom.tiny import build_llama
 
     torch.set_grad_enabled(False)
     use_threads(args)
     dtype = getattr(torch, args.dtype)
-    impl = "eager" if args.method == "eager" else "sdpa"
-    model, _ = build_llama(**SHAPES[args.shape], attn_implementation=impl, initializer_range=0.02)
-    model = model.to(device=args.device, dtype=dtype)
+    impl, probed = METHODS[args.method]
+    torch.set_default_dtype(dtype)
+    with torch.device(args.device):  # random weights made in place: a 7B model in seconds on a GPU
+        model, _ = build_llama(**SHAPES[args.shape], attn_implementation=impl, initializer_range=0.02)
+    torch.set_default_dtype(torch.float32)
+    if probed:
+        install(model)  # once, as the adapters do at load; inactive, it only forwards
     gen = torch.Generator().manual_seed(0)
-    ids = torch.randint(10, model.config.vocab_size, (1, args.length), generator=gen).to(args.device)
+    ids = torch.randint(10, model.config.vocab_size, (args.batch, args.length), generator=gen).to(args.device)
     mask = torch.ones_like(ids)
-    classes = PositionClasses(("text", "image"), (torch.arange(args.length) >= TEXT_TOKENS).long()[None])
+    image = (torch.arange(args.length) >= TEXT_TOKENS).long()
+    classes = PositionClasses(("text", "image"), image.expand(args.batch, -1))
     kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
     if args.method == "eager":
         kwargs.update(output_attentions=True, return_dict_in_generate=True)
+    path = {}
 
     def generate():
-        if args.method == "probe":
+        if probed:
             with AttentionProbe(model, classes) as probe:
                 model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             probe.stats()
+            path["probe_path"] = probe.path
         else:
             out = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
             del out
 
-    return {"method": args.method, "length": args.length, **time_and_peak(generate, args.repeats, args.device, args.clock)}
+    timing = time_and_peak(generate, args.repeats, args.device, args.clock, args.stat)
+    return {"method": args.method, "length": args.length, "batch": args.batch, **timing, **path}
+
+
+def run_paired(args) -> dict:
+    """Plain sdpa and the probe in one process, generate calls alternating, ``stat`` of each.
+
+    On a shared machine load shifts between processes and over minutes; alternating the two in
+    one process exposes both to the same load, so their ratio is steadier than across processes.
+    """
+    import torch
+
+    from lmms_textdom.core.modality import PositionClasses
+    from lmms_textdom.core.probe import AttentionProbe, install
+    from lmms_textdom.tiny import build_llama
+    from measure import CLOCKS, STATS
+
+    torch.set_grad_enabled(False)
+    use_threads(args)
+    plain, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    probed, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    install(probed)
+    ids = torch.randint(10, plain.config.vocab_size, (args.batch, args.length), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    classes = PositionClasses(("text", "image"), (torch.arange(args.length) >= TEXT_TOKENS).long().expand(args.batch, -1))
+    kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+
+    def with_probe():
+        with AttentionProbe(probed, classes) as probe:
+            probed.generate(**kwargs)
+        probe.stats()
+        return probe.path
+
+    path = with_probe()
+    plain.generate(**kwargs)
+    now, times = CLOCKS[args.clock], {"sdpa": [], "probe": []}
+    for _ in range(args.repeats):
+        for name, fn in (("sdpa", lambda: plain.generate(**kwargs)), ("probe", with_probe)):
+            start = now()
+            fn()
+            times[name].append(now() - start)
+    summary = {name: STATS[args.stat](t) for name, t in times.items()}
+    return {"length": args.length, "batch": args.batch, **summary, "ratio": summary["probe"] / summary["sdpa"], "probe_path": path}
+
+
+def print_paired(args) -> None:
+    print(settings_line(args) + f" batch={args.batch}, sdpa and probe alternating in one process")
+    print("| prompt S | plain sdpa | probe | probe / plain |")
+    print("|---|---|---|---|")
+    for length in args.lengths:
+        cell = run_fresh(__file__, args, "--paired", "--length", str(length), "--batch", str(args.batch))
+        if "error" in cell:
+            print(f"| {length} | failed: {cell['error']} | | |", flush=True)
+            continue
+        print(f"| {length} | {cell['sdpa']:.3f} s | {cell['probe']:.3f} s | **{cell['ratio']:.3f}x** |", flush=True)
+
+
+def print_table(args, lengths, batch: int, methods) -> None:
+    args.methods = list(methods)
+    print(settings_line(args) + f" batch={batch}")
+    print("| prompt S | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for length in lengths:
+        skipped = f"skipped (> {args.eager_max_length} tokens)" if length > args.eager_max_length else ""
+        _, shown = compare_methods(__file__, args, tuple(methods), ("--length", str(length), "--batch", str(batch)), skipped)
+        print(f"| {length} | {shown} |", flush=True)
 
 
 def main() -> None:
-    parser = comparison_parser(__doc__, SHAPES, METHODS)
+    parser = comparison_parser(__doc__, SHAPES, tuple(METHODS))
+    parser.set_defaults(methods=list(CPU_METHODS))
     parser.add_argument("--lengths", type=int, nargs="+", default=[700, 1024, 4096, 16384])
+    parser.add_argument("--batch", type=int, default=1, help="sequences per generate call (same length, no padding)")
     parser.add_argument("--eager-max-length", type=int, default=4096, help="skip eager above this (it needs O(S^2) memory)")
+    parser.add_argument("--gpu", action="store_true", help="the GPU rows: cuda, bfloat16, " + ", ".join(f"{s} S={n} B={b}" for s, n, b in GPU_PLAN))
+    parser.add_argument("--paired", action="store_true", help="sdpa and probe alternating in one process (steadier ratio)")
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_paired(args) if args.paired else run_one(args)))
         return
+    if args.paired:
+        print_paired(args)
+        return
+    if not args.gpu:
+        print_table(args, args.lengths, args.batch, args.methods)
+        return
+    args.device, args.dtype = "cuda", "bfloat16"
+    for shape, length, batch in GPU_PLAN:
+        args.shape = shape
+        print_table(args, [length], batch, GPU_METHODS)
 
-    print(settings_line(args))
-    print("| prompt S | plain sdpa | probe | eager + output_attentions |")
-    print("|---|---|---|---|")
-    for length in args.lengths:
-        skipped = f"skipped (> {args.eager_max_length} tokens)" if length > args.eager_max_length else ""
-        _, shown = compare_methods(__file__, args, METHODS, ("--length", str(length)), skipped)
-        print(f"| {length} | {shown} |", flush=True)
 
 if __name__ == "__main__":
     main()

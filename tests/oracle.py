@@ -23,12 +23,15 @@ def eager_class_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes
     result = []
     for b, n in enumerate(lengths):
         masses = np.zeros((num_layers, num_classes + 1))
-        for step in out.attentions[:n]:
+        for t, step in enumerate(out.attentions[:n]):
             for layer, attn in enumerate(step):
                 row = attn[b, :, -1, :].double().sum(0)  # the row producing the next token, summed over heads
+                # A sliding-window layer's row covers only the latest keys: right-align it to this position.
+                first = prompt_len + t - row.shape[0]
+                padded = torch.cat([row.new_zeros(first), row])
                 for c in range(num_classes):
-                    masses[layer, c] += row[:prompt_len][class_ids[b] == c].sum().item()
-                masses[layer, num_classes] += row[prompt_len:].sum().item()
+                    masses[layer, c] += padded[:prompt_len][class_ids[b] == c].sum().item()
+                masses[layer, num_classes] += padded[prompt_len:].sum().item()
         result.append(masses)
     return out.sequences, result
 

@@ -1,10 +1,23 @@
 """Attention probe: where do the rows that produce output tokens put their attention?
 
 The language model's attention is routed through a thin function registered in transformers'
-``AttentionInterface`` that calls the model's own implementation (sdpa or eager) unchanged and,
-while a probe is active, also computes the one attention row that produces the next token (the
-last query row of each forward pass). That row is reduced at once to per-class sums, so memory is
-O(layers x batch x classes) per generated token and no sequence x sequence matrix ever exists.
+``AttentionInterface`` that calls the implementation the model was loaded with (sdpa, eager,
+flash attention, flex attention or any registered function) unchanged and, while a probe is
+active, keeps what it needs of the one attention row that produces the next token (the last query
+row of each forward pass).
+
+Two paths compute that row's softmax, exactly the same way:
+
+- **deferred** (every layer whose KV cache keeps every key: transformers' dynamic and static
+  caches without sliding windows or offloading): per layer and step only the last query row is
+  copied into a preallocated buffer; every ``FLUSH_STEPS`` steps, and when generate is done, one
+  batched pass per layer scores the stashed rows against the keys the cache holds, with each
+  row's own mask. This keeps the per-token cost at one small copy per layer.
+- **inline** (sliding windows, offloaded or quantized caches, no cache): the row is scored against
+  the keys of the current call at once, since later calls no longer hold them.
+
+Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
+per generated token, kept per row until ``stats`` sums them; no sequence x sequence matrix exists.
 
     with AttentionProbe(model, classes) as probe:
         out = model.generate(**inputs)
@@ -14,21 +27,34 @@ O(layers x batch x classes) per generated token and no sequence x sequence matri
 from __future__ import annotations
 
 import contextvars
+import itertools
 import sys
 from typing import Sequence
 
 import torch
 from transformers import AttentionInterface
+from transformers.cache_utils import Cache, DynamicLayer, StaticLayer
+from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.core.stats import SampleStats
 
+try:  # flex attention hands over a BlockMask instead of a tensor
+    from torch.nn.attention.flex_attention import BlockMask
+except ImportError:  # pragma: no cover - torch without flex attention
+    BlockMask = ()
+
 _PREFIX = "textdom_"
-#: Attention implementations the probe can wrap.
-SUPPORTED_IMPLEMENTATIONS = ("sdpa", "eager")
 _ACTIVE: contextvars.ContextVar["_Recorder | None"] = contextvars.ContextVar("lmms_textdom_probe", default=None)
+#: Steps whose query rows are stashed before one batched pass per layer scores them.
+FLUSH_STEPS = 32
+#: Float32 scratch memory one batched pass may use (scores and upcast keys); larger passes are chunked.
+PASS_BUDGET_BYTES = 256 * 2**20
+#: Cache layers that hold every key of the sequence until generate returns (deferred path).
+_FULL_KEY_CACHE_LAYERS = (DynamicLayer, StaticLayer)
+PATH_DEFERRED, PATH_INLINE, PATH_MIXED = "deferred", "inline", "mixed"
 
 
 class ProbeError(RuntimeError):
@@ -51,16 +77,26 @@ def _eager_forward(module: torch.nn.Module):
 
 
 def _make_probe_function(inner: str):
-    sdpa = ALL_ATTENTION_FUNCTIONS["sdpa"]
+    name = _PREFIX + inner
+    reads_own_name = "flash" in inner
 
     def probe_attention(module, query, key, value, attention_mask, *args, **kwargs):
         recorder = _ACTIVE.get()
         if recorder is not None:
             recorder.record(module, query, key, attention_mask, kwargs)
-        forward = sdpa if inner == "sdpa" else _eager_forward(module)
-        return forward(module, query, key, value, attention_mask, *args, **kwargs)
+        forward = _eager_forward(module) if inner == "eager" else ALL_ATTENTION_FUNCTIONS[inner]
+        if not reads_own_name:
+            return forward(module, query, key, value, attention_mask, *args, **kwargs)
+        # Flash attention picks its kernel by the config's implementation name: show it its own
+        # (object.__setattr__: the config's validating setter costs more than the probe itself).
+        config = module.config
+        object.__setattr__(config, "_attn_implementation_internal", inner)
+        try:
+            return forward(module, query, key, value, attention_mask, *args, **kwargs)
+        finally:
+            object.__setattr__(config, "_attn_implementation_internal", name)
 
-    probe_attention.__name__ = f"{_PREFIX}{inner}"
+    probe_attention.__name__ = name
     return probe_attention
 
 
@@ -68,8 +104,10 @@ def _registered_name(inner: str) -> str:
     name = _PREFIX + inner
     if name not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(name, _make_probe_function(inner))
-        # Without a mask function of the same name transformers builds no mask at all (padding ignored).
-        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[inner])
+        # Without a mask function of the same name transformers builds no mask at all (padding
+        # ignored); a function registered without one keeps running without one, as unprobed.
+        if inner in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
+            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[inner])
     return name
 
 
@@ -94,6 +132,17 @@ def _set_text_attention(model, name: str) -> None:
     model.set_attn_implementation({key: name} if key else name)
 
 
+def check_attention_implementation(name: str) -> None:
+    """Raise a ``ProbeError`` unless the probe can wrap attention implementation ``name``."""
+    if name.startswith("paged|"):
+        raise ProbeError(f"the attention probe does not measure paged attention ({name!r}, continuous batching); use 'sdpa'")
+    if name != "eager" and name not in ALL_ATTENTION_FUNCTIONS:
+        raise ProbeError(
+            f"attention implementation {name!r} is not registered in transformers' AttentionInterface; register it "
+            "(AttentionInterface.register) or load the model with attn_implementation='sdpa'"
+        )
+
+
 def install(model) -> bool:
     """Route the language model's attention through the probe function; True if this call changed it.
 
@@ -103,11 +152,7 @@ def install(model) -> bool:
     current = model.config.get_text_config()._attn_implementation
     if current.startswith(_PREFIX):
         return False
-    if current not in SUPPORTED_IMPLEMENTATIONS:
-        raise ProbeError(
-            f"the attention probe wraps {' or '.join(SUPPORTED_IMPLEMENTATIONS)} attention, but the language model uses "
-            f"{current!r}; load it with attn_implementation='sdpa'"
-        )
+    check_attention_implementation(current)
     _set_text_attention(model, _registered_name(current))
     return True
 
@@ -116,12 +161,15 @@ def uninstall(model) -> None:
     _set_text_attention(model, text_attention_implementation(model))
 
 
+def _decoder(model) -> torch.nn.Module:
+    return model.get_decoder() if hasattr(model, "get_decoder") else model
+
+
 def language_model_layers(model) -> dict[torch.nn.Module, int]:
     """The language model's self-attention modules and their layer index (vision/audio towers excluded)."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     layers = {
         m: m.layer_idx
-        for m in decoder.modules()
+        for m in _decoder(model).modules()
         if isinstance(getattr(m, "layer_idx", None), int) and hasattr(m, "num_key_value_groups")
     }
     if not layers:
@@ -129,8 +177,79 @@ def language_model_layers(model) -> dict[torch.nn.Module, int]:
     return layers
 
 
+def _last_row(mask, query_len: int, batch: int, kv_len: int):
+    """What a row's mask needs of ``mask`` beyond this call: the last query row of a prompt's mask
+    (never the whole prompt x prompt mask), a flex BlockMask evaluated on that row, else ``mask`` itself."""
+    if BlockMask and isinstance(mask, BlockMask):
+        device = mask.kv_num_blocks.device
+        last = torch.full((), mask.seq_lengths[0] - 1, device=device)
+        allowed = mask.mask_mod(
+            torch.arange(batch, device=device)[:, None], torch.zeros((), dtype=torch.long, device=device), last,
+            torch.arange(kv_len, device=device)[None, :],
+        )  # fmt: skip
+        return allowed.expand(batch, kv_len)[:, None, None, :]
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4 and query_len > 1:
+        return mask[:, :, -1:, :].clone()
+    return mask
+
+
+def _row_bias(mask, kv_len: int) -> torch.Tensor | None:
+    """Additive float32 bias (batch, 1 or heads, kv_len) of the last query row; None = every key."""
+    if mask is None:
+        return None
+    row = mask[:, :, -1, :kv_len] if mask.dim() == 4 else mask[:, None, :kv_len]  # 2-D: flash attention's padding mask
+    if row.is_floating_point():
+        return row.float()
+    return torch.zeros(row.shape, dtype=torch.float32, device=row.device).masked_fill_(row == 0, float("-inf"))
+
+
+def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) -> torch.Tensor:
+    """(batch or 1, 1 or heads, rows, width) additive bias of several rows: each row's own mask,
+    and -inf on keys beyond that row's position."""
+    if all(m is None for m in masks):
+        limit = torch.tensor(kv_lens, device=device)[:, None]
+        visible = torch.arange(width, device=device)[None, :] < limit
+        return torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))[None, None]
+    biases = [_row_bias(m, n) for m, n in zip(masks, kv_lens)]
+    heads = max(1 if b is None else b.shape[1] for b in biases)
+    out = torch.full((batch, heads, len(masks), width), float("-inf"), dtype=torch.float32, device=device)
+    for i, (bias, n) in enumerate(zip(biases, kv_lens)):
+        out[:, :, i, :n] = 0.0 if bias is None else bias
+    return out
+
+
+def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None) -> torch.Tensor:
+    """Attention probabilities of query rows, summed over heads: (batch, rows, keys) float32.
+
+    query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
+    (None: every key visible).
+    Grouped by KV head, so grouped-query attention repeats no keys; chunked to ``PASS_BUDGET_BYTES``.
+    """
+    rows, batch, heads, head_dim = query.shape
+    kv_heads, width = key.shape[1], key.shape[2]
+    group = heads // kv_heads
+    # (batch, kv_heads, group * rows, head_dim): one plain batched matmul per KV head
+    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim)
+    if bias is not None:
+        bias = bias.reshape(bias.shape[0], -1, 1, rows, width) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, width)
+    per_head = 4 * batch * width * (head_dim + group * rows)
+    head_chunk = max(1, min(kv_heads, PASS_BUDGET_BYTES // per_head))
+    out = None
+    for h in range(0, kv_heads, head_chunk):
+        k = key[:, h : h + head_chunk].float()
+        scores = torch.matmul(q[:, h : h + head_chunk].float(), k.transpose(-1, -2)).mul_(scaling)
+        scores = scores.view(batch, -1, group, rows, width)
+        if softcap:
+            scores = torch.tanh(scores / softcap) * softcap
+        if bias is not None:
+            scores = scores + (bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk])
+        summed = scores.softmax(-1).sum(dim=(1, 2))
+        out = summed if out is None else out.add_(summed)
+    return out
+
+
 class _Recorder:
-    """Per-forward-pass accumulation; one (layers, batch, classes + 1) float32 buffer per generated token."""
+    """Per-step records (steps, layers, batch, classes + 1) float32, filled inline or by deferred passes."""
 
     def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses):
         self.layer_of = layer_of
@@ -139,34 +258,75 @@ class _Recorder:
         self.classes = classes
         self.num_classes = len(classes.names)
         self.prompt_len = classes.length
-        self.steps: list[torch.Tensor] = []
-        self.seen: set[int] = set()
         self.heads = 0
-        self._one_hot: dict[torch.device, torch.Tensor] = {}
-        self._buffer: torch.Tensor | None = None
+        self.cache = None  # the KV cache of the current generate call (seen by a pre-hook on the decoder)
+        self.steps = 0
+        self._call_start = 0  # first step of the current generate call
+        self._rows: torch.Tensor | None = None  # (capacity, layers, batch, classes + 1)
+        self._one_hot: dict[tuple, torch.Tensor] = {}
+        # per layer, decided when first seen: True deferred, False inline (reason in inline_layers)
+        self.deferred: list[bool | None] = [None] * num_layers
+        self.inline_layers: dict[int, str] = {}
+        self._scaling: list[float] = [1.0] * num_layers
+        self._softcap: list[float | None] = [None] * num_layers
+        # deferred state: query rows since step ``_pending_from``, each layer's latest keys, each step's mask
+        self._queries: list[torch.Tensor | None] = [None] * num_layers
+        self._keys: list[torch.Tensor | None] = [None] * num_layers
+        self._pending_from = 0
+        self._kv_lens: list[int] = []
+        self._masks: list = []
+        self._step_mask_source = self._NO_MASK_YET = object()
+        self._mask_overrides: dict[tuple[int, int], object] = {}
+
+    # ----- during generate ------------------------------------------------------------------------
 
     def _start_step(self, query: torch.Tensor, key: torch.Tensor) -> None:
+        batch, query_len = query.shape[0], query.shape[2]
         if not self.steps:
-            batch, kv_len = key.shape[0], key.shape[2]
             if batch != self.classes.batch_size:
                 raise ProbeError(
                     f"the class map has {self.classes.batch_size} sequences but the model runs {batch} "
                     "(beam search and num_return_sequences > 1 are not supported)"
                 )
-            if kv_len != self.prompt_len:
+            if query_len != self.prompt_len:
                 raise ProbeError(
-                    f"the class map covers {self.prompt_len} positions but the language model's prompt has {kv_len}; "
+                    f"the class map covers {self.prompt_len} positions but the language model's prompt has {query_len}; "
                     "build it from the sequence the language model sees (after placeholder expansion, pruning or replication)"
                 )
             self.heads = query.shape[1]
-        self._buffer = torch.zeros(self.num_layers, key.shape[0], self.num_classes + 1, dtype=torch.float32, device=query.device)
-        self.steps.append(self._buffer)
+            self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, self.num_classes + 1, device=query.device)
+        elif query_len > 1:  # another prompt (a second generate call): earlier rows attend other keys
+            self.flush()
+            self._call_start = self.steps
+        if self.steps - self._pending_from == FLUSH_STEPS:
+            self.flush()
+        if self.steps == self._rows.shape[0]:
+            self._rows = torch.cat([self._rows, torch.zeros_like(self._rows)])
+        self.steps += 1
+        self._kv_lens.append(key.shape[2])
+        self._step_mask_source = self._NO_MASK_YET
 
-    def _one_hot_on(self, device: torch.device) -> torch.Tensor:
-        one_hot = self._one_hot.get(device)
-        if one_hot is None:
-            one_hot = self._one_hot[device] = self.classes.one_hot(device)
-        return one_hot
+    def _decide(self, layer: int, query: torch.Tensor, kwargs) -> bool:
+        scaling = kwargs.get("scaling")
+        self._scaling[layer] = scaling if scaling is not None else query.shape[-1] ** -0.5
+        self._softcap[layer] = kwargs.get("softcap")
+        cache = self.cache
+        cache_layers = getattr(cache, "layers", None)
+        if kwargs.get("sliding_window") is not None:
+            reason = "sliding-window attention"
+        elif cache is None:
+            reason = "no KV cache"
+        elif getattr(cache, "offloading", False):
+            reason = "offloaded KV cache"
+        elif cache_layers is None or layer >= len(cache_layers) or type(cache_layers[layer]) not in _FULL_KEY_CACHE_LAYERS:
+            kind = type(cache_layers[layer]).__name__ if cache_layers and layer < len(cache_layers) else type(cache).__name__
+            reason = f"{kind} does not keep every key"
+        else:
+            reason = None
+        if reason is not None:
+            self.inline_layers[layer] = reason
+        self.deferred[layer] = reason is None
+        return reason is None
 
     @torch.no_grad()
     def record(self, module, query, key, attention_mask, kwargs) -> None:
@@ -175,46 +335,106 @@ class _Recorder:
             return
         if layer == self.first_layer:
             self._start_step(query, key)
-        elif self._buffer is None:
+        elif not self.steps:
             raise ProbeError("the probe started in the middle of a forward pass")
-        if len(self.steps) == 1:
-            self.seen.add(layer)
+        deferred = self.deferred[layer]
+        if deferred is None:
+            deferred = self._decide(layer, query, kwargs)
+        step = self.steps - 1
+        if not deferred:
+            row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
+            bias = None if row is None else _rows_bias([row], [key.shape[2]], key.shape[2], query.shape[0], query.device)
+            # A sliding-window cache hands over the latest keys only: they end at this row's position.
+            first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
+            self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
+            return
+        queries = self._queries[layer]
+        if queries is None:
+            queries = self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
+        queries[step - self._pending_from].copy_(query[:, :, -1])
+        self._keys[layer] = key  # the cache's own tensor: no copy
+        if attention_mask is not self._step_mask_source:
+            row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
+            if self._step_mask_source is self._NO_MASK_YET:
+                self._step_mask_source = attention_mask
+                self._masks.append(row)
+            else:  # a layer with a mask of its own
+                self._mask_overrides[(layer, step)] = row
 
-        batch, heads, _, head_dim = query.shape
-        kv_heads, kv_len = key.shape[1], key.shape[2]
-        # Last query row, grouped by KV head so grouped-query attention needs no repeated keys.
-        q = query[:, :, -1, :].float().reshape(batch, kv_heads, heads // kv_heads, 1, head_dim)
-        scaling = kwargs.get("scaling")
-        scores = torch.matmul(q, key.float().unsqueeze(2).transpose(-1, -2)).squeeze(3)
-        scores = scores * (scaling if scaling is not None else head_dim**-0.5)
-        softcap = kwargs.get("softcap")
-        if softcap:
-            scores = torch.tanh(scores / softcap) * softcap
-        if attention_mask is not None:
-            row = attention_mask[:, :, -1, :kv_len] if attention_mask.dim() == 4 else attention_mask[:, None, :kv_len]
-            row = row.reshape(batch, -1, 1, kv_len) if row.shape[1] == 1 else row.reshape(batch, kv_heads, -1, kv_len)
-            if row.dtype == torch.bool:
-                scores = scores.masked_fill(~row, float("-inf"))
+    def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
+        """(batch, width, classes + 1) for positions first, first + 1, ...: the prompt's classes, then
+        one column for generated positions."""
+        key = (first, width, device)
+        one_hot = self._one_hot.get(key)
+        if one_hot is None:
+            if len(self._one_hot) > 4:  # widths grow step by step; keep only the latest few
+                self._one_hot.clear()
+            prompt = self.classes.one_hot(device)[:, first : first + width]
+            one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1, device=device)
+            one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
+            one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
+            self._one_hot[key] = one_hot
+        return one_hot
+
+    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
+        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
+        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
+        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
+        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
+        self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+
+    def flush(self) -> None:
+        """Score the stashed rows of every deferred layer: one batched pass per layer."""
+        start, end = self._pending_from, self.steps
+        if end == start:
+            return
+        shared = None
+        for layer, deferred in enumerate(self.deferred):
+            if not deferred:
+                continue
+            key = self._keys[layer]
+            masks = self._masks
+            if self._mask_overrides:
+                masks = [self._mask_overrides.pop((layer, s), m) for s, m in zip(range(start, end), self._masks)]
+            if all(a is b for a, b in zip(masks, self._masks)):
+                if shared is None or shared.shape[-1] != key.shape[2]:
+                    shared = _rows_bias(self._masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
+                bias = shared
             else:
-                scores = scores + row.float()
-        per_position = scores.softmax(-1).sum(dim=(1, 2))  # (batch, kv_len): summed over heads
-        one_hot = self._one_hot_on(per_position.device)
-        per_class = torch.bmm(per_position[:, None, : self.prompt_len], one_hot).squeeze(1)
-        buffer = self._buffer
-        buffer[layer, :, : self.num_classes].copy_(per_class)
-        buffer[layer, :, self.num_classes].copy_(per_position[:, self.prompt_len :].sum(-1))
+                bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
+            self._store(start, layer, self._queries[layer][: end - start], key, bias)
+        self._pending_from = end
+        self._kv_lens, self._masks = [], []
+
+    def finish(self) -> None:
+        """Score what is left and let go of the keys and the cache."""
+        self.flush()
+        self._keys = [None] * self.num_layers
+        self._queries = [None] * self.num_layers
+        self.cache = None
+
+    # ----- afterwards -----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """``deferred``, ``inline`` or ``mixed`` (some layers each; see ``inline_layers``)."""
+        decided = [d for d in self.deferred if d is not None]
+        if decided and all(decided):
+            return PATH_DEFERRED
+        return PATH_INLINE if not any(decided) else PATH_MIXED
 
     def stats(self, lengths: Sequence[int] | None) -> list[SampleStats]:
         if not self.steps:
             raise ProbeError("no forward pass went through the probe: was generate called inside the `with` block?")
-        missing = sorted(set(range(self.num_layers)) - self.seen)
+        missing = [layer for layer, d in enumerate(self.deferred) if d is None]
         if missing:
             raise ProbeError(
                 f"language-model layers {missing} never passed through the probe (of {self.num_layers}); "
                 "their attention does not use transformers' attention interface"
             )
-        device = self.steps[0].device
-        data = torch.stack([s.to(device) for s in self.steps]).double().cpu().numpy()  # (T, L, B, C+1)
+        self.flush()
+        data = self._rows[: self.steps].double().cpu().numpy()  # (T, L, B, C+1)
         total = data.shape[0]
         batch = data.shape[2]
         lengths = [total] * batch if lengths is None else [int(n) for n in lengths]
@@ -248,24 +468,46 @@ class AttentionProbe:
         self._recorder: _Recorder | None = None
         self._installed_here = False
         self._token = None
+        self._hook = None
 
     def __enter__(self) -> "AttentionProbe":
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
         self._installed_here = install(self.model)
-        self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes)
-        self._token = _ACTIVE.set(self._recorder)
+        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes)
+
+        def see_cache(module, args, kwargs):
+            # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
+            recorder.cache = next((v for v in itertools.chain(args, kwargs.values()) if isinstance(v, Cache)), None)
+
+        self._hook = _decoder(self.model).register_forward_pre_hook(see_cache, with_kwargs=True)
+        self._token = _ACTIVE.set(recorder)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         _ACTIVE.reset(self._token)
-        if self._installed_here:
-            uninstall(self.model)
+        self._hook.remove()
+        try:
+            if exc_type is None:
+                self._recorder.finish()
+        finally:
+            if self._installed_here:
+                uninstall(self.model)
 
     @property
     def steps(self) -> int:
         """Forward passes recorded (= tokens generated by the longest sequence)."""
-        return len(self._recorder.steps) if self._recorder else 0
+        return self._recorder.steps if self._recorder else 0
+
+    @property
+    def path(self) -> str:
+        """How the rows were computed: ``deferred``, ``inline`` or ``mixed`` (see ``inline_layers``)."""
+        return self._recorder.path if self._recorder else PATH_INLINE
+
+    @property
+    def inline_layers(self) -> dict[int, str]:
+        """Layers scored inline, with the reason (e.g. ``sliding-window attention``)."""
+        return dict(self._recorder.inline_layers) if self._recorder else {}
 
     def stats(self, lengths: Sequence[int] | None = None) -> list[SampleStats]:
         """Per-sample stats; ``lengths[b]`` = output rows of sample b (default: every recorded step)."""
@@ -274,22 +516,35 @@ class AttentionProbe:
         return self._recorder.stats(lengths)
 
 
-def output_lengths(generated: torch.Tensor, eos_token_id: int | Sequence[int] | None, pad_token_id: int | None) -> list[int]:
-    """Output rows per sample of a batched ``generate``: tokens up to and including the first EOS.
+def output_lengths(
+    generated: torch.Tensor,
+    eos_token_id: int | Sequence[int] | None,
+    pad_token_id: int | None,
+    stop_strings: Sequence[str] | None = None,
+    tokenizer=None,
+    prompt: torch.Tensor | None = None,
+) -> list[int]:
+    """Output rows per sample of a ``generate`` call: the tokens each sequence generated before it finished.
 
-    A sequence that stopped for another reason (a stop string) is followed by ``pad_token_id``,
-    which is not counted unless it is also an EOS token.
+    A sequence finishes with its first EOS token or, if ``stop_strings`` were given to generate
+    (with ``tokenizer``), with the token that completes one; that token's row counts. Only what
+    generate writes after it (``pad_token_id`` until the batch's longest sequence ends) is left
+    out: a sequence that never finished keeps every row, pad tokens it generated itself included.
+    ``prompt``: the input ids generate continued from, when stop strings may span the boundary.
     """
     eos = set() if eos_token_id is None else ({eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id))
+    if stop_strings and tokenizer is None:
+        raise ValueError("output_lengths needs the tokenizer to find where stop strings ended a sequence")
+    criterion = None
+    sequences = generated if prompt is None else torch.cat([prompt.to(generated.device), generated], dim=1)
+    offset = sequences.shape[1] - generated.shape[1]
     lengths = []
-    for row in generated.tolist():
-        n = len(row)
-        for i, token in enumerate(row):
-            if token in eos:
-                n = i + 1
-                break
-            if token == pad_token_id:
-                n = i
-                break
-        lengths.append(n)
+    for b, row in enumerate(generated.tolist()):
+        end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        if stop_strings:
+            # Generate pads a finished sequence, so it finished at or after its last non-pad token.
+            first = max((i for i in range(end) if row[i] != pad_token_id), default=0)
+            criterion = criterion or StopStringCriteria(tokenizer, list(stop_strings))
+            end = next((i + 1 for i in range(first, end) if bool(criterion(sequences[b : b + 1, : offset + i + 1], None)[0])), end)
+        lengths.append(end)
     return lengths

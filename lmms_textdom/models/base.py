@@ -16,6 +16,7 @@ from loguru import logger
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 from transformers import AutoConfig, AutoProcessor
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.hook import encode_payload
@@ -34,7 +35,12 @@ COMMON_ARGS = (
     Arg("device", None, "cuda, cuda:N or cpu; default cuda (the rank's own GPU under torchrun/accelerate) else cpu"),
     Arg("device_map", None, "'auto' spreads one large checkpoint over all visible GPUs (single process)"),
     Arg("dtype", "auto", "weights dtype; auto = bfloat16 on GPU, float32 on CPU", choices=("auto", *DTYPES)),
-    Arg("attn_implementation", "sdpa", "the language model's attention (the probe wraps it)", choices=("sdpa", "eager")),
+    Arg(
+        "attn_implementation", "sdpa", "attention of the model (the probe wraps the language model's): sdpa, eager, "
+        "flash_attention_2/3, flex_attention or any name registered in transformers' AttentionInterface",
+        check=lambda name: name == "eager" or (name in ALL_ATTENTION_FUNCTIONS and not name.startswith(("paged|", "textdom_"))),
+        requirement="eager or a name registered in transformers' AttentionInterface (not paged attention)",
+    ),
     Arg("textdom", True, "measure MDI/AEI; false = plain generation", kind=bool),
     Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
@@ -262,8 +268,13 @@ class TextdomModel(lmms):
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         if not self.args["textdom"]:
             return texts
-        stats = probe.stats(output_lengths(new, self.model.generation_config.eos_token_id, pad_id))
-        run = self.settings()
+        # Rows end where each sequence finished: its EOS or the token completing a stop string.
+        lengths = output_lengths(
+            new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
+            inputs["input_ids"] if prompt_len else None,
+        )  # fmt: skip
+        stats = probe.stats(lengths)
+        run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
         return [[text, encode_payload(s, {**run, **e})] for text, s, e in zip(texts, stats, extra)]
 
