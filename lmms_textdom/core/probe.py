@@ -138,6 +138,7 @@ class _Recorder:
         self.first_layer = min(layer_of.values())
         self.classes = classes
         self.num_classes = len(classes.names)
+        self.num_subclasses = len(classes.subclasses)
         self.prompt_len = classes.length
         self.steps: list[torch.Tensor] = []
         self.seen: set[int] = set()
@@ -159,13 +160,16 @@ class _Recorder:
                     "build it from the sequence the language model sees (after placeholder expansion, pruning or replication)"
                 )
             self.heads = query.shape[1]
-        self._buffer = torch.zeros(self.num_layers, key.shape[0], self.num_classes + 1, dtype=torch.float32, device=query.device)
+        # columns: classes, then generated tokens, then text subclasses
+        width = self.num_classes + 1 + self.num_subclasses
+        self._buffer = torch.zeros(self.num_layers, key.shape[0], width, dtype=torch.float32, device=query.device)
         self.steps.append(self._buffer)
 
     def _one_hot_on(self, device: torch.device) -> torch.Tensor:
         one_hot = self._one_hot.get(device)
         if one_hot is None:
-            one_hot = self._one_hot[device] = self.classes.one_hot(device)
+            one_hot = torch.cat([self.classes.one_hot(device), self.classes.subclass_indicator(device)], -1)
+            self._one_hot[device] = one_hot
         return one_hot
 
     @torch.no_grad()
@@ -201,8 +205,9 @@ class _Recorder:
         one_hot = self._one_hot_on(per_position.device)
         per_class = torch.bmm(per_position[:, None, : self.prompt_len], one_hot).squeeze(1)
         buffer = self._buffer
-        buffer[layer, :, : self.num_classes].copy_(per_class)
+        buffer[layer, :, : self.num_classes].copy_(per_class[:, : self.num_classes])
         buffer[layer, :, self.num_classes].copy_(per_position[:, self.prompt_len :].sum(-1))
+        buffer[layer, :, self.num_classes + 1 :].copy_(per_class[:, self.num_classes :])
 
     def stats(self, lengths: Sequence[int] | None) -> list[SampleStats]:
         if not self.steps:
@@ -221,6 +226,7 @@ class _Recorder:
         if len(lengths) != batch or any(not 0 <= n <= total for n in lengths):
             raise ValueError(f"lengths must be {batch} integers in [0, {total}], got {lengths}")
         counts = self.classes.counts()
+        sub_counts = self.classes.subclass_counts()
         out = []
         for b, n in enumerate(lengths):
             summed = data[:n, :, b, :].sum(axis=0)
@@ -232,6 +238,10 @@ class _Recorder:
                     generated=summed[:, self.num_classes],
                     rows=n,
                     heads=self.heads,
+                    subclass_counts=sub_counts[b],
+                    subclass_mass={
+                        name: summed[:, self.num_classes + 1 + j] for j, name in enumerate(self.classes.subclasses)
+                    },
                 )
             )
         return out
