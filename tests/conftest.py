@@ -140,3 +140,12 @@ def qwen_requests(tiny_videos):
         Request("describe the video", [str(tiny_videos[0])], {}, new),
         Request("which option is correct ? the first", [random_image(2, 56), str(tiny_videos[1])], {}, new),
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_chatts_dirs(tmp_path_factory):
+    """Tiny ChatTS checkpoints of both releases in the real layout: {"original": folder, "0801": folder}."""
+    from lmms_textdom.tiny.chatts import RELEASES, save_chatts
+
+    root = tmp_path_factory.mktemp("ckpt")
+    return {release: save_chatts(root / f"tiny-chatts-{release}", release) for release in RELEASES}
