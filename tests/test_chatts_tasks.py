@@ -112,3 +112,14 @@ def test_timeseries_exam_keeps_single_series_rows_and_names_the_layout(monkeypat
     assert text.startswith(f"There is a time series of length {len(doc['ts1'])}: <ts><ts/>.\n")
     assert "\nA) The series trends upward\nB) The series trends downward\nAnswer with the option letter." in text
     assert doc_to_target(doc) == "A"
+
+
+def test_two_local_snapshots_of_one_repository_do_not_share_a_cache(monkeypatch, tmp_path):
+    """datasets names a local folder's prepared copy by folder name and configs only; each snapshot gets its own."""
+    from lmms_textdom.integration.data import hub_dataset
+    from lmms_textdom.tiny.timeseries_data import EXAM_REPO, write_timeseries_exam_snapshot
+
+    for rows in (5, 8):
+        write_timeseries_exam_snapshot(tmp_path / str(rows), rows=rows)
+        monkeypatch.setenv("LMMS_TEXTDOM_DATA", str(tmp_path / str(rows)))
+        assert len(hub_dataset(EXAM_REPO, None, "test")) == rows
