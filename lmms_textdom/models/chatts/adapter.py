@@ -81,16 +81,17 @@ class ChatTSTextdom(TextdomModel):
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask, classes = batch_tensors(layouts, pad_id)
         embeds = self.model.get_input_embeddings()(ids.to(self.device))
-        if series:
+        ts_class = classes.names.index(TIME_SERIES)
+        if series:  # encoder outputs in batch order fill the time-series slots in the same order
             features = torch.cat(self.encoder(series))
-            embeds[classes.ids.to(embeds.device) == 1] = features.to(embeds.dtype)
+            embeds[classes.ids.to(embeds.device) == ts_class] = features.to(embeds.dtype)
         repeat = self.args["nontext_repeat"]
         counts = [l.patch_counts for l in layouts]
         settings = [{"nontext_original": sum(c), "nontext_kept": sum(c), "ts_patch_counts": c} for c in counts]
         inputs = {"inputs_embeds": embeds, "attention_mask": mask}
         if repeat > 1 and series:
             inputs, classes, _ = edit_nontext(
-                classes, {classes.names.index(TIME_SERIES): [n for c in counts for n in c]}, None, 0.0, repeat,
+                classes, {ts_class: [n for c in counts for n in c]}, None, 0.0, repeat,
                 {"inputs_embeds": (embeds, 0.0), "attention_mask": (mask, 0)},
             )  # fmt: skip
         return Prepared(inputs, classes, settings)
