@@ -257,3 +257,17 @@ def test_a_non_chatts_checkpoint_is_refused_before_loading(tmp_path):
 def test_pruning_is_refused_with_the_reason(tiny_chatts_dirs):
     with pytest.raises(UsageError, match="prune_ratio is not supported"):
         adapter(tiny_chatts_dirs["0801"], prune_ratio=0.5)
+
+
+def test_config_translation_keeps_the_language_model_and_refuses_other_variants(tiny_chatts_dirs):
+    from lmms_textdom.models.chatts.config import parse_chatts_config
+
+    raw = json.loads((tiny_chatts_dirs["0801"] / "config.json").read_text())
+    config = parse_chatts_config(raw, "tiny")
+    assert config.language_model.model_type == "qwen2" and config.language_model.rope_parameters["rope_theta"] == 1e6
+    assert not hasattr(config.language_model, "ts") and not hasattr(config.language_model, "auto_map")
+    assert config.release == "0801" and config.patch_size == 4
+    with pytest.raises(UsageError, match="Qwen3-based ChatTS"):
+        parse_chatts_config({**raw, "model_type": "qwen3", "architectures": ["Qwen3TSForCausalLM"]}, "tiny")
+    with pytest.raises(UsageError, match="ts.hidden_size 16 differs"):
+        parse_chatts_config({**raw, "ts": {**raw["ts"], "hidden_size": 16}}, "tiny")

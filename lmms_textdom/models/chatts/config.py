@@ -20,7 +20,6 @@ from lmms_textdom.models.checkpoint import checkpoint_file
 #: config.json keys that belong to the ChatTS wrapper, not to the Qwen2 language model
 WRAPPER_KEYS = ("ts", "ts_token_start_index", "ts_token_end_index", "auto_map", "model_type", "architectures", "_name_or_path")
 REQUIRED_TS_KEYS = ("patch_size", "num_layers", "hidden_size", "num_features")
-RELEASES = ("original", "0801")
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ def parse_chatts_config(raw: dict, source: str) -> ChatTSConfig:
             f"{', '.join(REQUIRED_TS_KEYS)} (model_type {raw.get('model_type')!r}); point pretrained= at "
             "bytedance-research/ChatTS-14B or a copy of it"
         )
+    if "qwen3" in f"{raw.get('model_type')} {raw.get('architectures')}".lower():
+        raise UsageError(f"{source} is a Qwen3-based ChatTS (ChatTS-8B); chatts_textdom loads the Qwen2.5-based ChatTS-14B only")
     if ts.get("use_position_idx") and not ts.get("use_position_embedding"):
         raise UsageError(f"{source}: ts.use_position_idx is set; no released ChatTS checkpoint uses it and it is not supported")
     if int(ts["num_features"]) != 2:
