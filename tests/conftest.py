@@ -148,3 +148,23 @@ def tiny_kimi_dir(tmp_path_factory):
     from lmms_textdom.tiny.kimi_vl import save_kimi_vl
 
     return save_kimi_vl(tmp_path_factory.mktemp("ckpt") / "tiny-kimi-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_chatts_dirs(tmp_path_factory):
+    """Tiny ChatTS checkpoints of both releases in the real layout: {"original": folder, "0801": folder}."""
+    from lmms_textdom.tiny.chatts import RELEASES, save_chatts
+
+    root = tmp_path_factory.mktemp("ckpt")
+    return {release: save_chatts(root / f"tiny-chatts-{release}", release) for release in RELEASES}
+
+
+@pytest.fixture(scope="session")
+def timeseries_data_root(tmp_path_factory):
+    """Fabricated TimeSeriesExam1 snapshot (8 rows, 6 single-series) and ChatTS eval files; use as LMMS_TEXTDOM_DATA."""
+    from lmms_textdom.tiny.timeseries_data import write_chatts_eval_files, write_timeseries_exam_snapshot
+
+    root = tmp_path_factory.mktemp("tsdata")
+    write_timeseries_exam_snapshot(root, rows=8)
+    write_chatts_eval_files(root)
+    return root

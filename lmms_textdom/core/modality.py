@@ -7,7 +7,7 @@ the processor expanded placeholders, after pruning or replication), one class in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import torch
@@ -21,6 +21,9 @@ PAD = -1
 class PositionClasses:
     names: tuple[str, ...]
     ids: torch.Tensor  # (batch, seq) long: index into names, PAD for padding
+    #: optional named subsets of the text positions, each a (batch, seq) bool mask (e.g. numbers
+    #: written as text); the probe records their mass apart, the headline metrics ignore them
+    subclasses: Mapping[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = check_classes(self.names)
@@ -32,6 +35,15 @@ class PositionClasses:
             raise ValueError(f"class ids must lie in [-1, {len(names) - 1}] for classes {list(names)}")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "ids", ids)
+        subclasses = {}
+        for name, mask in self.subclasses.items():
+            if name in names or not isinstance(mask, torch.Tensor) or mask.shape != ids.shape:
+                raise ValueError(f"subclass {name!r} must be a new name with a {tuple(ids.shape)} mask")
+            mask = mask.to(ids.device).bool()
+            if bool((mask & (ids != 0)).any()):
+                raise ValueError(f"subclass {name!r} must mark text positions only")
+            subclasses[name] = mask
+        object.__setattr__(self, "subclasses", subclasses)
 
     @property
     def batch_size(self) -> int:
@@ -45,6 +57,15 @@ class PositionClasses:
         """Positions per class, per sample (padding excluded)."""
         per_class = torch.stack([(self.ids == c).sum(1) for c in range(len(self.names))], dim=1)
         return [tuple(int(v) for v in row) for row in per_class.tolist()]
+
+    def subclass_counts(self) -> list[dict[str, int]]:
+        """Positions per text subclass, per sample."""
+        return [{name: int(mask[b].sum()) for name, mask in self.subclasses.items()} for b in range(self.batch_size)]
+
+    def subclass_indicator(self, device: torch.device) -> torch.Tensor:
+        """(batch, seq, subclasses) float32 indicator, one column per subclass in insertion order."""
+        columns = [mask.to(device, torch.float32) for mask in self.subclasses.values()]
+        return torch.stack(columns, -1) if columns else torch.zeros(*self.ids.shape, 0, device=device)
 
     def one_hot(self, device: torch.device) -> torch.Tensor:
         """(batch, seq, classes) float32 indicator; padding rows are all zero."""

@@ -249,7 +249,7 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
 
 
 class _Recorder:
-    """Per-step records (steps, layers, batch, classes + 1) float32, filled inline or by deferred passes."""
+    """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
     def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses):
         self.layer_of = layer_of
@@ -257,6 +257,7 @@ class _Recorder:
         self.first_layer = min(layer_of.values())
         self.classes = classes
         self.num_classes = len(classes.names)
+        self.num_subclasses = len(classes.subclasses)
         self.prompt_len = classes.length
         self.heads = 0
         self.cache = None  # the KV cache of the current generate call (seen by a pre-hook on the decoder)
@@ -294,7 +295,9 @@ class _Recorder:
                     "build it from the sequence the language model sees (after placeholder expansion, pruning or replication)"
                 )
             self.heads = query.shape[1]
-            self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, self.num_classes + 1, device=query.device)
+            # columns: classes, generated tokens, then the text sub-classes (already inside the text column)
+            width = self.num_classes + 1 + self.num_subclasses
+            self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, width, device=query.device)
         elif query_len > 1:  # another prompt (a second generate call): earlier rows attend other keys
             self.flush()
             self._call_start = self.steps
@@ -362,17 +365,19 @@ class _Recorder:
                 self._mask_overrides[(layer, step)] = row
 
     def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
-        """(batch, width, classes + 1) for positions first, first + 1, ...: the prompt's classes, then
-        one column for generated positions."""
+        """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
+        classes, one column for generated positions, then the prompt's text sub-classes."""
         key = (first, width, device)
         one_hot = self._one_hot.get(key)
         if one_hot is None:
             if len(self._one_hot) > 4:  # widths grow step by step; keep only the latest few
                 self._one_hot.clear()
             prompt = self.classes.one_hot(device)[:, first : first + width]
-            one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1, device=device)
+            subclasses = self.classes.subclass_indicator(device)[:, first : first + width]
+            one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1 + self.num_subclasses, device=device)
             one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
             one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
+            one_hot[:, : prompt.shape[1], self.num_classes + 1 :] = subclasses
             self._one_hot[key] = one_hot
         return one_hot
 
@@ -441,6 +446,7 @@ class _Recorder:
         if len(lengths) != batch or any(not 0 <= n <= total for n in lengths):
             raise ValueError(f"lengths must be {batch} integers in [0, {total}], got {lengths}")
         counts = self.classes.counts()
+        sub_counts = self.classes.subclass_counts()
         out = []
         for b, n in enumerate(lengths):
             summed = data[:n, :, b, :].sum(axis=0)
@@ -452,6 +458,10 @@ class _Recorder:
                     generated=summed[:, self.num_classes],
                     rows=n,
                     heads=self.heads,
+                    subclass_counts=sub_counts[b],
+                    subclass_mass={
+                        name: summed[:, self.num_classes + 1 + j] for j, name in enumerate(self.classes.subclasses)
+                    },
                 )
             )
         return out

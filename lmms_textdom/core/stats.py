@@ -6,7 +6,7 @@ read it) and the sample logs (which store it as JSON), so every later tool can r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,6 +39,10 @@ class SampleStats:
     counts[c]     number of prompt positions of class ``classes[c]`` (padding excluded).
     rows          number of output rows measured (= output tokens).
     heads         attention heads summed per row, so one row carries ``heads`` units of mass.
+    subclass_counts[name], subclass_mass[name][l]
+                  optional named subsets of the text positions (e.g. numbers written as text), with
+                  their position count and per-layer mass. Their mass is already part of the text
+                  column; they are kept apart for views beyond the headline metrics, which ignore them.
     """
 
     classes: tuple[str, ...]
@@ -47,6 +51,8 @@ class SampleStats:
     generated: np.ndarray
     rows: int
     heads: int
+    subclass_counts: Mapping[str, int] = field(default_factory=dict)
+    subclass_mass: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         classes = check_classes(self.classes)
@@ -69,6 +75,24 @@ class SampleStats:
         object.__setattr__(self, "generated", generated)
         object.__setattr__(self, "rows", int(self.rows))
         object.__setattr__(self, "heads", int(self.heads))
+        self._check_subclasses(mass)
+
+    def _check_subclasses(self, mass: np.ndarray) -> None:
+        if set(self.subclass_counts) != set(self.subclass_mass):
+            raise ValueError(f"subclass counts {sorted(self.subclass_counts)} and masses {sorted(self.subclass_mass)} must name the same subclasses")
+        counts, masses = {}, {}
+        for name, values in self.subclass_mass.items():
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (mass.shape[0],) or not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise ValueError(f"subclass {name!r} mass must be {mass.shape[0]} finite non-negative values")
+            if np.any(values > mass[:, 0] * (1 + 1e-6) + 1e-9):
+                raise ValueError(f"subclass {name!r} is a part of the text, so its mass cannot exceed the text mass")
+            count = int(self.subclass_counts[name])
+            if not 0 <= count <= self.counts[0]:
+                raise ValueError(f"subclass {name!r} count {count} must lie in [0, {self.counts[0]}] (the text positions)")
+            counts[name], masses[name] = count, values
+        object.__setattr__(self, "subclass_counts", counts)
+        object.__setattr__(self, "subclass_mass", masses)
 
     @property
     def num_layers(self) -> int:
@@ -89,7 +113,7 @@ class SampleStats:
         return float(self.mass[layers, 1:].sum())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "classes": list(self.classes),
             "counts": list(self.counts),
             "rows": self.rows,
@@ -97,6 +121,12 @@ class SampleStats:
             "mass": self.mass.tolist(),
             "generated": self.generated.tolist(),
         }
+        if self.subclass_mass:  # absent when there are none, so records without them stay as they were
+            out["subclasses"] = {
+                name: {"of": TEXT, "count": self.subclass_counts[name], "mass": self.subclass_mass[name].tolist()}
+                for name in self.subclass_mass
+            }
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SampleStats":
@@ -107,4 +137,6 @@ class SampleStats:
             generated=np.asarray(data["generated"], dtype=np.float64),
             rows=data["rows"],
             heads=data["heads"],
+            subclass_counts={name: sub["count"] for name, sub in data.get("subclasses", {}).items()},
+            subclass_mass={name: sub["mass"] for name, sub in data.get("subclasses", {}).items()},
         )

@@ -150,5 +150,8 @@ def edit_nontext(
         original = sum(end - start for start, end in spans)
         kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
         counts.append({"nontext_original": original, "nontext_kept": kept})
-    edited = gather_left_padded(positions, {**tensors, "class_ids": (classes.ids, PAD)})
-    return edited, PositionClasses(classes.names, edited.pop("class_ids")), counts
+    subclass_keys = {f"subclass:{name}": name for name in classes.subclasses}
+    carried = {key: (classes.subclasses[name], False) for key, name in subclass_keys.items()}
+    edited = gather_left_padded(positions, {**tensors, **carried, "class_ids": (classes.ids, PAD)})
+    subclasses = {name: edited.pop(key) for key, name in subclass_keys.items()}
+    return edited, PositionClasses(classes.names, edited.pop("class_ids"), subclasses), counts

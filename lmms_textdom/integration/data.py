@@ -36,14 +36,32 @@ def local_snapshot(repo_id: str) -> Path | None:
     return folder
 
 
+def snapshot_cache_dir(folder: Path) -> Path:
+    """A datasets cache folder of its own for one state of a local snapshot.
+
+    ``datasets`` names the prepared copy of a local folder after the folder's name and its
+    ``configs:`` header only, so two snapshots of one repository (a fabricated one and the real
+    one, or two of different sizes) would share it and the second would be served the first's rows.
+    """
+    import hashlib
+
+    import datasets
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    state = [str(folder.resolve())] + [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    digest = hashlib.sha256("\n".join(state).encode()).hexdigest()[:16]
+    return Path(datasets.config.HF_DATASETS_CACHE) / "lmms_textdom_snapshots" / digest
+
+
 def hub_dataset(repo_id: str, config: str | None, split: str):
     """One split of a dataset loadable with ``datasets.load_dataset``, from the snapshot or the hub."""
     import datasets
 
     folder = local_snapshot(repo_id)
     source = str(folder) if folder else repo_id
+    cache = {"cache_dir": str(snapshot_cache_dir(folder))} if folder else {}
     try:
-        return datasets.load_dataset(source, name=config, split=split)
+        return datasets.load_dataset(source, name=config, split=split, **cache)
     except Exception as exc:  # the datasets library raises many types for "not there"
         where = f"the local snapshot {folder}" if folder else f"the hub ({repo_id})"
         raise UsageError(f"could not load config {config!r}, split {split!r} from {where}: {exc}\n{layout_help(repo_id)}") from exc

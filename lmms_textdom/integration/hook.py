@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any, Callable, Sequence
 
-from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, summarize
+from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
 from lmms_textdom.core.stats import SampleStats
 
 __all__ = [
@@ -63,7 +63,22 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         "values": dict(values),
         "layers": {m: [getattr(d, m) for d in summary.layers] for m in ("mdi", "aei", "aei_nontext")},
     }
+    if stats.subclass_mass:
+        detail["text_subclasses"] = text_subclass_shares(stats)
     return {**values, DETAIL: detail}
+
+
+def text_subclass_shares(stats: SampleStats) -> dict[str, dict]:
+    """Per text subclass: its positions and, per layer group, its share of the text attention mass."""
+    groups = layer_groups(stats.num_layers)
+    out = {}
+    for name, mass in stats.subclass_mass.items():
+        shares = {}
+        for group, layers in groups.items():
+            text = stats.text_mass(list(layers))
+            shares[group] = float(mass[list(layers)].sum()) / text if text > 0 else None
+        out[name] = {"count": stats.subclass_counts[name], "share_of_text_mass": shares}
+    return out
 
 
 def with_textdom(process_results: Callable) -> Callable:

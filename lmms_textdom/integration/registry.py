@@ -23,6 +23,7 @@ MODELS = {
     "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.adapter.Qwen2AudioTextdom",
     "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.adapter.Qwen25VLTextdom",
     "kimi_vl_textdom": "lmms_textdom.models.kimi_vl.adapter.KimiVLTextdom",
+    "chatts_textdom": "lmms_textdom.models.chatts.adapter.ChatTSTextdom",
 }
 
 

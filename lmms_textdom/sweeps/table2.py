@@ -11,9 +11,20 @@ from typing import Sequence
 from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.core.metrics import GROUPS
 from lmms_textdom.report.runs import headline_metric
-from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+from lmms_textdom.integration.runner import (
+    DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_chatts_checkpoint, timeseries_data,
+    tiny_llava_checkpoint,
+)  # fmt: skip
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
+#: per model: its default task, and the embedded default (tiny checkpoint, fabricated data, what it is)
+EMBEDDED = {
+    "llava_hf_textdom": ("mmmu_pro_textdom", tiny_llava_checkpoint, mmmu_pro_data, "a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows"),
+    "chatts_textdom": (
+        "timeseries_reasoning_textdom", tiny_chatts_checkpoint, timeseries_data,
+        "a tiny ChatTS (0801 layout) with RANDOM weights on fabricated TimeSeriesExam1 rows",
+    ),
+}  # fmt: skip
 
 
 def _fmt(value) -> str:
@@ -42,7 +53,7 @@ def setting_name(ratio: float, repeat: int) -> str:
 
 def run_table2(
     pretrained: str | None = None,
-    tasks: str = "mmmu_pro_textdom",
+    tasks: str | None = None,
     ratios: Sequence[float] | None = None,
     repeats: Sequence[int] = (1,),
     output: Path | None = None,
@@ -55,10 +66,14 @@ def run_table2(
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "table2"
     if ratios is None:
         ratios = PAPER_RATIOS if tuple(repeats) == (1,) else (0.0,)
+    default_task, checkpoint, data, description = EMBEDDED.get(model, ("mmmu_pro_textdom", None, None, ""))
+    tasks = tasks or default_task
     if pretrained is None:
-        pretrained = str(tiny_llava_checkpoint())
-        env = offline_env(mmmu_pro_data())
-        print("Embedded default: a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows.\n", flush=True)
+        if checkpoint is None:
+            raise SystemExit(f"table2: {model} has no embedded default; pass --pretrained (embedded: {', '.join(EMBEDDED)})")
+        pretrained = str(checkpoint())
+        env = offline_env(data())
+        print(f"Embedded default: {description}.\n", flush=True)
     else:
         env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
     rows = []
@@ -81,8 +96,8 @@ def run_table2(
 
 def add_arguments(parser) -> None:
     parser.add_argument("--pretrained", help="checkpoint (hub id or folder); default: the tiny built-in model, offline")
-    parser.add_argument("--model", default="llava_hf_textdom")
-    parser.add_argument("--tasks", default="mmmu_pro_textdom")
+    parser.add_argument("--model", default="llava_hf_textdom", help=f"lmms-eval model id; embedded defaults: {', '.join(EMBEDDED)}")
+    parser.add_argument("--tasks", help="default: the model's own (mmmu_pro_textdom; timeseries_reasoning_textdom for chatts_textdom)")
     parser.add_argument("--ratios", type=float, nargs="+", help="pruning ratios (default 0 0.75 0.9 0.95; 0 with --repeats)")
     parser.add_argument("--repeats", type=int, nargs="+", default=[1], help="non-text replication factors, e.g. 1 5 10")
     parser.add_argument("--batch-size", type=int, default=2)
