@@ -33,8 +33,11 @@ METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 DETAIL = "textdom"
 
 
-def encode_payload(stats: SampleStats, settings: dict[str, Any]) -> str:
-    return json.dumps({"format": FORMAT, "stats": stats.to_dict(), "settings": settings})
+def encode_payload(stats: SampleStats, settings: dict[str, Any], key_stats: dict | None = None) -> str:
+    payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings}
+    if key_stats is not None:  # the key sample of lmms_textdom.analysis.key_sampler (model_arg key_stats)
+        payload["key_stats"] = key_stats
+    return json.dumps(payload)
 
 
 def is_payload(value: Any) -> bool:
@@ -62,6 +65,8 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         "values": dict(values),
         "layers": {m: [getattr(d, m) for d in summary.layers] for m in ("mdi", "aei", "aei_nontext")},
     }
+    if "key_stats" in payload:
+        detail["key_stats"] = payload["key_stats"]
     return {**values, DETAIL: detail}
 
 

@@ -87,3 +87,25 @@ FPS = Arg(
     "fps", None, "sample one frame every 1/fps seconds instead (at most max_frames, else max_frames uniform)",
     kind=float, check=lambda f: f > 0, requirement="a number > 0",
 )  # fmt: skip
+
+
+def _layer_syntax_ok(text: str) -> bool:
+    from lmms_textdom.analysis.knockout import check_layer_syntax
+
+    try:
+        check_layer_syntax(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Shared by every family (lmms_textdom.analysis): layer knock-outs and the key-space sample.
+KNOCKOUT_LAYERS = Arg(
+    "knockout_layers", None, "layers where the rows after the non-text span cannot attend to non-text positions",
+    check=_layer_syntax_ok, requirement="layer indices and ranges joined by '+' (e.g. 0-3+16+28-31), 'all' or 'none'",
+)  # fmt: skip
+KEY_STATS = Arg("key_stats", False, "record a bounded sample of each class's key vectors per layer (key-space divergence)", kind=bool)
+KEY_STATS_POSITIONS = Arg(
+    "key_stats_positions", 64, "key_stats: prompt positions sampled per class, sample and layer",
+    kind=int, check=lambda n: n >= 4, requirement="an integer >= 4 (two halves of at least 2)",
+)  # fmt: skip

@@ -1,0 +1,142 @@
+"""Layer knock-outs: in chosen language-model layers, the rows after the prompt's non-text span (the
+text after it and every generated token) cannot attend to non-text positions.
+
+The edit is made on the attention mask inside the probe's attention function (``probe.MASK_EDIT``),
+so the model's own attention and the probe see the same mask: the probe then measures zero mass on
+non-text positions from the knocked-out rows. Everything else (other layers, the rows up to the end
+of the non-text span, the non-text tokens themselves) is unchanged.
+
+    with KnockOut(model, {0, 1, 2}, classes):
+        out = model.generate(**inputs)
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.probe import MASK_EDIT, ProbeError, install, language_model_layers, uninstall
+
+#: What a ``knockout_layers`` value looks like, for error messages.
+LAYER_SYNTAX = "layer indices and ranges joined by '+' (e.g. 0-3+16+28-31), 'all', or 'none'"
+_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
+_OFF = ("", "none", "null", "false")
+
+
+def _parts(text: str) -> list[str]:
+    # '+' inside one model_arg; ',' ';' and spaces too when quoted or bracketed on the command line
+    return [p for p in re.split(r"[+,;\s]+", text.strip().strip("[]'\"")) if p]
+
+
+def check_layer_syntax(text: str | None) -> None:
+    """Raise ValueError naming the bad part when ``text`` is not a layer specification."""
+    if text is None or str(text).strip().lower() in (*_OFF, "all"):
+        return
+    parts = _parts(str(text))
+    if not parts:
+        raise ValueError(f"no layers in {text!r}; expected {LAYER_SYNTAX}")
+    for part in parts:
+        match = _PART.match(part)
+        if not match:
+            raise ValueError(f"{part!r} is not a layer or a range; expected {LAYER_SYNTAX}")
+        if match.group(2) is not None and int(match.group(2)) < int(match.group(1)):
+            raise ValueError(f"range {part!r} runs backwards; write it low-high")
+
+
+def parse_layers(text: str | None, num_layers: int) -> frozenset[int]:
+    """The layer indices named by ``text`` in a language model of ``num_layers`` layers (empty = none)."""
+    check_layer_syntax(text)
+    if text is None or str(text).strip().lower() in _OFF:
+        return frozenset()
+    if str(text).strip().lower() == "all":
+        return frozenset(range(num_layers))
+    layers = set()
+    for part in _parts(str(text)):
+        low, high = _PART.match(part).groups()
+        low, high = int(low), int(high if high is not None else low)
+        if high >= num_layers:
+            raise ValueError(f"{part!r} lies outside the language model, whose layers are 0-{num_layers - 1}")
+        layers.update(range(low, high + 1))
+    return frozenset(layers)
+
+
+def format_layers(layers) -> str | None:
+    """Canonical text of a layer set: sorted runs joined by '+', e.g. '0-3+16'; None when empty."""
+    ordered = sorted(layers)
+    if not ordered:
+        return None
+    runs, start = [], ordered[0]
+    for prev, cur in zip(ordered, ordered[1:] + [None]):
+        if cur != prev + 1:
+            runs.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = cur
+    return "+".join(runs)
+
+
+class KnockOut:
+    """Context manager: knock non-text positions out of ``layers`` for the batch described by ``classes``."""
+
+    def __init__(self, model, layers, classes: PositionClasses):
+        self.model = model
+        self.classes = classes
+        self.modules = [m for m, layer in language_model_layers(model).items() if layer in set(layers)]
+        ids = classes.ids
+        self._nontext = ids > 0  # text is class 0, padding -1
+        positions = torch.arange(ids.shape[1])
+        # rows after this position are knocked out; -1 when the sample has no non-text position
+        self._last = torch.where(self._nontext, positions, torch.full_like(positions, -1)).max(1).values
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._installed_here = False
+
+    def __enter__(self) -> "KnockOut":
+        for module in self.modules:
+            if getattr(module, MASK_EDIT, None) is not None:
+                raise ProbeError("another knock-out is already active on this model")
+        self._installed_here = install(self.model)
+        for module in self.modules:
+            setattr(module, MASK_EDIT, self.edit)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for module in self.modules:
+            if getattr(module, MASK_EDIT, None) is not None:
+                delattr(module, MASK_EDIT)
+        if self._installed_here:
+            uninstall(self.model)
+
+    def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on:
+            self._on[device] = (self._nontext.to(device), self._last.to(device))
+        return self._on[device]
+
+    def blocked(self, query_len: int, key_len: int, mask_len: int, device: torch.device) -> torch.Tensor:
+        """(batch, 1, query_len, mask_len) bool: True where a row may no longer see a column."""
+        nontext, last = self._tensors_on(device)
+        batch, prompt_len = nontext.shape
+        # the queries are the last query_len of the key_len cached positions (generate's dynamic cache)
+        rows = torch.arange(key_len - query_len, key_len, device=device)
+        knocked_rows = rows[None, :] > last[:, None]  # (batch, q)
+        columns = torch.zeros(batch, mask_len, dtype=torch.bool, device=device)
+        width = min(prompt_len, mask_len)
+        columns[:, :width] = nontext[:, :width]
+        return knocked_rows[:, None, :, None] & columns[:, None, None, :]
+
+    def edit(self, attention_mask, query, key):
+        batch, _, query_len, _ = query.shape
+        if batch != self.classes.batch_size:
+            raise ProbeError(f"the knock-out's class map has {self.classes.batch_size} sequences but the model runs {batch}")
+        key_len = key.shape[2]
+        mask_len = attention_mask.shape[-1] if attention_mask is not None else key_len
+        block = self.blocked(query_len, key_len, mask_len, query.device)
+        if attention_mask is None:  # sdpa's causal fast path: spell the causal mask out
+            rows = torch.arange(key_len - query_len, key_len, device=query.device)
+            causal = torch.arange(mask_len, device=query.device)[None, :] <= rows[:, None]
+            return causal[None, None] & ~block
+        if attention_mask.dim() != 4:
+            raise ProbeError(f"knock-outs edit 4-D attention masks; this model passes a {attention_mask.dim()}-D one")
+        if attention_mask.dtype == torch.bool:
+            return attention_mask & ~block
+        floor = torch.finfo(attention_mask.dtype).min
+        return torch.where(block, torch.tensor(floor, dtype=attention_mask.dtype, device=attention_mask.device), attention_mask)
