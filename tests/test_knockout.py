@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmms_textdom.analysis.knockout import KnockOut, format_layers, parse_layers
+from lmms_textdom.analysis.knockout import KnockOut
+from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.core.probe import MASK_EDIT, AttentionProbe, language_model_layers, output_lengths

@@ -90,7 +90,7 @@ FPS = Arg(
 
 
 def _layer_syntax_ok(text: str) -> bool:
-    from lmms_textdom.analysis.knockout import check_layer_syntax
+    from lmms_textdom.analysis.layers import check_layer_syntax
 
     try:
         check_layer_syntax(text)

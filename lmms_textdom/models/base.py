@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoProcessor
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.hook import encode_payload
 from lmms_textdom.core.modality import PositionClasses
-from lmms_textdom.analysis.knockout import format_layers, parse_layers
+from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable

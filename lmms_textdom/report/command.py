@@ -46,10 +46,17 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         figure_files, figure_notes = figures.draw_all(rows, args.aggregation, out / "figures", args.layer_runs)
         written += figure_files
         notes += figure_notes
+    from lmms_textdom.report import key_space
+
+    key_files, key_notes, key_table = key_space.write(rows, out, not args.no_figures)
+    written += key_files
+    notes += key_notes
     for note in notes:
         print(f"lmms-textdom report: {note}", file=sys.stderr)
     title = caption(args.aggregation, args.resamples, args.seed)
     print(render.markdown(rows, title, []))  # the notes went to stderr just above
+    if key_table:
+        print(key_table)
     written[0].write_text(render.markdown(rows, title, notes))
     render.write_csv(rows, args.aggregation, written[1])
     written[2].write_text(html.page(rows, title, notes))
