@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,15 @@ def windows(num_layers: int, window: int, stride: int) -> list[tuple[int, int]]:
     if window > num_layers:
         raise UsageError(f"--window {window} is wider than the language model ({num_layers} layers)")
     return [(start, start + window - 1) for start in range(0, num_layers - window + 1, stride)]
+
+
+def language_model_depth(pretrained: str) -> int | None:
+    """``num_hidden_layers`` of the checkpoint's language model from its config.json, if it says."""
+    from lmms_textdom.models.checkpoint import checkpoint_file
+
+    config = json.loads(checkpoint_file(pretrained, "config.json").read_text())
+    depth = (config.get("text_config") or config.get("llm_config") or {}).get("num_hidden_layers", config.get("num_hidden_layers"))
+    return int(depth) if isinstance(depth, int) else None
 
 
 def _text_of(value: Any) -> str | None:
@@ -165,14 +173,15 @@ def run_knockout(
 ) -> str:
     """Baseline plus one run per window of knocked-out layers; prints and returns the table."""
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "knockout"
-    if window < 1 or stride < 1:
-        raise UsageError(f"--window and --stride must be at least 1, got {window} and {stride}")
     if pretrained is None:
         pretrained = str(tiny_llava_checkpoint())
         env = offline_env(mmmu_pro_data())
         print("Embedded default: a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows.\n", flush=True)
     else:
         env = dict(os.environ)
+    depth = language_model_depth(pretrained)
+    if depth is not None:
+        windows(depth, window, stride)  # a bad window fails before any run
     task = tasks.split(",")[0]
     extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
 
