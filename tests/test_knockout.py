@@ -73,8 +73,9 @@ def test_adapter_rejects_bad_ranges_before_loading_weights(tiny_llava_dir, tmp_p
     # a malformed range fails at parsing, before the checkpoint is even looked for
     with pytest.raises(UsageError, match=r"knockout_layers='1--2' is invalid; it must be layer indices and ranges joined by '\+'"):
         LlavaHfTextdom(pretrained=str(tmp_path / "missing"), knockout_layers="1--2")
-    with pytest.raises(UsageError, match="key_stats=true .* needs textdom=true"):
-        LlavaHfTextdom(pretrained=str(tiny_llava_dir), device="cpu", key_stats=True, textdom=False)
+    for name in ("key_stats", "knockout_score"):
+        with pytest.raises(UsageError, match=f"{name}=true .* needs textdom=true"):
+            LlavaHfTextdom(pretrained=str(tiny_llava_dir), device="cpu", textdom=False, **{name: True})
 
 
 # ----- the edit ---------------------------------------------------------------------------------------
@@ -169,9 +170,41 @@ def test_adapter_records_the_setting_and_knocks_out(tiny_llava_dir):
     ]
     _, plain = run_adapter(LlavaHfTextdom, tiny_llava_dir, requests)
     _, none = run_adapter(LlavaHfTextdom, tiny_llava_dir, requests, knockout_layers="none")
-    _, knocked = run_adapter(LlavaHfTextdom, tiny_llava_dir, requests, knockout_layers="1+3")
+    _, knocked = run_adapter(LlavaHfTextdom, tiny_llava_dir, requests, knockout_layers="1+3", knockout_score=True)
     for (pt, pp), (nt, np_), (kt, kp) in zip(plain, none, knocked):
         assert nt == pt and np_["stats"] == pp["stats"]
         assert pp["settings"]["knockout_layers"] is None and kp["settings"]["knockout_layers"] == "1+3"
         mass = np.array(kp["stats"]["mass"])
         assert np.all(mass[[1, 3], 1] == 0) and np.all(mass[[0, 2], 1] > 0)
+        assert "knockout" not in pp and kp["knockout"]["answer_tokens"] == pp["stats"]["rows"]
+        assert kp["knockout"]["answer_changed"] == (kt != pt)
+
+
+def test_knockout_effects_score_the_unmasked_answer(tiny_llava, llava_batch):
+    """The forced pass's log-probabilities equal an independent teacher-forced forward over prompt + answer."""
+    from lmms_textdom.analysis.knockout import knockout_effects
+
+    model, processor = tiny_llava
+    one = {k: v[1:] for k, v in llava_batch.items()}
+    classes = image_classes(model, one)
+    prompt_len = one["input_ids"].shape[1]
+    gen = {"max_new_tokens": NEW_TOKENS, "do_sample": False}
+    pad = processor.tokenizer.pad_token_id
+    with torch.no_grad():
+        plain = model.generate(**one, **gen)[:, prompt_len:]
+        with KnockOut(model, range(4), classes):
+            knocked = model.generate(**one, **gen)[:, prompt_len:]
+        (record,) = knockout_effects(model, one, gen, pad, classes, range(4), knocked, prompt_len)
+    n = output_lengths(plain, model.generation_config.eos_token_id, pad)[0]
+    assert record["answer_tokens"] == n > 0
+    assert record["answer_changed"] == (not torch.equal(plain[0, :n], knocked[0, :n]))
+
+    def teacher_forced(knock: bool) -> float:
+        full = {**one, "input_ids": torch.cat([one["input_ids"], plain[:, :n]], 1), "attention_mask": torch.ones(1, prompt_len + n, dtype=torch.long)}
+        with torch.no_grad(), KnockOut(model, range(4) if knock else (), classes):
+            logits = model(**full).logits[0, prompt_len - 1 : prompt_len - 1 + n].double()
+        return float(logits.log_softmax(-1).gather(1, plain[0, :n, None]).sum())
+
+    assert record["logprob_plain"] == pytest.approx(teacher_forced(False), abs=1e-3)
+    assert record["logprob_knocked"] == pytest.approx(teacher_forced(True), abs=1e-3)
+    assert abs(record["logprob_knocked"] - record["logprob_plain"]) > 1e-3

@@ -32,7 +32,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("| ") and len(cells) == 5 and cells[0] != "layers knocked out":
+        if line.startswith("| ") and len(cells) == 6 and cells[0] != "layers knocked out":
             rows[cells[0]] = cells[1:]
     return rows
 
@@ -43,13 +43,14 @@ def test_sweep_table_and_figure(sweep):
     rows = table_rows(stdout)
     assert list(rows) == ["none (baseline)", "0-3", "4-7"]
     for name in ("0-3", "4-7"):
-        accuracy, delta, changed, samples = rows[name]
+        accuracy, delta, changed, logprob, samples = rows[name]
         assert 0 <= float(accuracy) <= 1 and 0 <= float(changed) <= 1 and samples == "2"
+        assert float(logprob) != 0  # random weights: losing the image moves the answer's probability
         assert float(delta) == pytest.approx(float(accuracy) - float(rows["none (baseline)"][0]), abs=0.011)
     for name in ("knockout.png", "knockout.svg", "knockout.md"):
         assert (runs / name).stat().st_size > 0
     svg = (runs / "knockout.svg").read_text()
-    assert "answers changed" in svg and "MDI per layer" in svg
+    assert "answers changed" in svg and "MDI per layer" in svg and "log p of the" in svg
     with (runs / "knockout.csv").open() as handle:
         lines = list(csv.reader(handle))
     assert [line[:2] for line in lines[1:3]] == [["0", "3"], ["4", "7"]]
@@ -66,6 +67,9 @@ def test_knocked_out_runs_record_the_setting_and_lose_the_image(sweep):
         for row in samples.values():
             detail = row["textdom"]
             assert detail["settings"]["knockout_layers"] == spec and detail["settings"]["key_stats"] is False
+            effect = detail["knockout"]
+            assert effect["answer_tokens"] == baseline[row["mmmu_acc"]["id"]]["textdom"]["stats"]["rows"]
+            assert effect["logprob_plain"] < 0 and effect["logprob_knocked"] < 0
             mass = np.array(detail["stats"]["mass"])
             knocked = np.zeros(8, dtype=bool)
             knocked[low : high + 1] = True

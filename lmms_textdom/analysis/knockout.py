@@ -82,3 +82,70 @@ class KnockOut:
             return attention_mask & ~block
         floor = torch.finfo(attention_mask.dtype).min
         return torch.where(block, torch.tensor(floor, dtype=attention_mask.dtype, device=attention_mask.device), attention_mask)
+
+
+class ForceTokens:
+    """Logits processor that makes generate emit ``tokens[b, step]``: a teacher-forced pass through
+    the model's own generate, so every family's inputs (embeddings, rotary positions) stay its own."""
+
+    def __init__(self, tokens: torch.Tensor):
+        self.tokens = tokens
+        self.step = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        forced = torch.full_like(scores, float("-inf"))
+        forced.scatter_(1, self.tokens[:, self.step, None].to(scores.device), 0.0)
+        self.step += 1
+        return forced
+
+
+def _token_logprobs(logits: tuple[torch.Tensor, ...], tokens: torch.Tensor) -> torch.Tensor:
+    """(batch, steps) log-probabilities of ``tokens`` under generate's raw per-step logits."""
+    steps = min(len(logits), tokens.shape[1])
+    stacked = torch.stack(logits[:steps], dim=1).float().log_softmax(-1)
+    return stacked.gather(2, tokens[:, :steps, None].to(stacked.device)).squeeze(2)
+
+
+# generate options that change which token is chosen; the forced pass drops them
+_SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k", "repetition_penalty", "min_new_tokens", "stop_strings", "tokenizer")
+
+
+def knockout_effects(model, inputs: dict, gen: dict, pad_id: int, classes: PositionClasses, layers, knocked: torch.Tensor, prompt_len: int) -> list[dict]:
+    """Per sample: how the knock-out changes the answer the unmasked model gives.
+
+    The model answers once without knock-out (the reference); the reference's tokens are then
+    forced through the knocked-out model. ``logprob_plain`` / ``logprob_knocked``: summed
+    log-probability of the reference's tokens (up to and including EOS) under the model's raw
+    next-token distribution, without and with the knock-out; ``answer_changed``: the knocked-out
+    model's own answer (``knocked``, new tokens) differs from the reference.
+    """
+    from transformers import LogitsProcessorList
+
+    from lmms_textdom.core.probe import output_lengths
+
+    eos = model.generation_config.eos_token_id
+    plain = model.generate(**inputs, **gen, pad_token_id=pad_id, output_logits=True, return_dict_in_generate=True)
+    reference = plain.sequences[:, prompt_len:]
+    plain_lp = _token_logprobs(plain.logits, reference)
+    forced_gen = {k: v for k, v in gen.items() if k not in _SAMPLING_KEYS} | {"max_new_tokens": reference.shape[1], "do_sample": False}
+    with KnockOut(model, layers, classes):
+        forced = model.generate(
+            **inputs, **forced_gen, pad_token_id=pad_id, output_logits=True, return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([ForceTokens(reference)]),
+        )  # fmt: skip
+    knocked_lp = _token_logprobs(forced.logits, reference)
+    ref_lengths = output_lengths(reference, eos, pad_id)
+    own_lengths = output_lengths(knocked, eos, pad_id)
+    records = []
+    for b, (n, m) in enumerate(zip(ref_lengths, own_lengths)):
+        if not torch.equal(forced.sequences[b, prompt_len : prompt_len + n].cpu(), reference[b, :n].cpu()):
+            raise ProbeError("forcing the reference answer through the knocked-out model produced other tokens")
+        records.append(
+            {
+                "answer_tokens": n,
+                "logprob_plain": float(plain_lp[b, :n].double().sum()),
+                "logprob_knocked": float(knocked_lp[b, :n].double().sum()),
+                "answer_changed": not torch.equal(knocked[b, :m].cpu(), reference[b, :n].cpu()),
+            }
+        )
+    return records

@@ -33,10 +33,17 @@ METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 DETAIL = "textdom"
 
 
-def encode_payload(stats: SampleStats, settings: dict[str, Any], key_stats: dict | None = None) -> str:
+#: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
+#: the knock-out's effect on the unmasked answer (knockout_score); copied into the sample log.
+ANALYSIS_RECORDS = ("key_stats", "knockout")
+
+
+def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dict | None) -> str:
+    unknown = set(analysis) - set(ANALYSIS_RECORDS)
+    if unknown:
+        raise TypeError(f"unknown analysis records {sorted(unknown)}")
     payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings}
-    if key_stats is not None:  # the key sample of lmms_textdom.analysis.key_sampler (model_arg key_stats)
-        payload["key_stats"] = key_stats
+    payload.update({name: record for name, record in analysis.items() if record is not None})
     return json.dumps(payload)
 
 
@@ -65,8 +72,7 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         "values": dict(values),
         "layers": {m: [getattr(d, m) for d in summary.layers] for m in ("mdi", "aei", "aei_nontext")},
     }
-    if "key_stats" in payload:
-        detail["key_stats"] = payload["key_stats"]
+    detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail}
 
 

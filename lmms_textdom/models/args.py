@@ -104,6 +104,10 @@ KNOCKOUT_LAYERS = Arg(
     "knockout_layers", None, "layers where the rows after the non-text span cannot attend to non-text positions",
     check=_layer_syntax_ok, requirement="layer indices and ranges joined by '+' (e.g. 0-3+16+28-31), 'all' or 'none'",
 )  # fmt: skip
+KNOCKOUT_SCORE = Arg(
+    "knockout_score", False, "with knockout_layers: also answer without knock-out and score that answer's tokens with it",
+    kind=bool,
+)  # fmt: skip
 KEY_STATS = Arg("key_stats", False, "record a bounded sample of each class's key vectors per layer (key-space divergence)", kind=bool)
 KEY_STATS_POSITIONS = Arg(
     "key_stats_positions", 64, "key_stats: prompt positions sampled per class, sample and layer",

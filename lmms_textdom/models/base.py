@@ -20,9 +20,10 @@ from transformers import AutoConfig, AutoProcessor
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.hook import encode_payload
 from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
-from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, Arg, parse_model_args
+from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
 
@@ -42,6 +43,7 @@ COMMON_ARGS = (
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
     Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
     KNOCKOUT_LAYERS,
+    KNOCKOUT_SCORE,
     KEY_STATS,
     KEY_STATS_POSITIONS,
 )
@@ -152,8 +154,9 @@ class TextdomModel(lmms):
 
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
-        if self.args["key_stats"] and not self.args["textdom"]:
-            raise UsageError(f"{self.MODEL_ID}: key_stats=true records into the textdom payload; it needs textdom=true")
+        for name in ("key_stats", "knockout_score"):
+            if self.args[name] and not self.args["textdom"]:
+                raise UsageError(f"{self.MODEL_ID}: {name}=true records into the textdom payload; it needs textdom=true")
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
@@ -284,11 +287,18 @@ class TextdomModel(lmms):
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         if not self.args["textdom"]:
             return texts
+        effects = [None] * len(batch)
+        if self.knockout and self.args["knockout_score"]:
+            with torch.inference_mode():
+                effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
         stats = probe.stats(output_lengths(new, self.model.generation_config.eos_token_id, pad_id))
         run = self.settings()
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
-        return [[text, encode_payload(s, {**run, **e}, k)] for text, s, e, k in zip(texts, stats, extra, key_stats)]
+        return [
+            [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
+            for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
+        ]
 
     def generate_until(self, requests) -> list:
         try:

@@ -1,24 +1,25 @@
 """``lmms-textdom knockout``: does the answer need the non-text input at each depth?
 
 One real lmms-eval run without knock-out (the baseline), then one per window of ``--window``
-consecutive language-model layers (moved by ``--stride``) with ``knockout_layers`` set to it. Per
-window: the task's accuracy and the share of samples whose generated text differs from the
-baseline's (needs no correct answer). The figure draws both against layer depth, with the
-baseline's MDI of every single layer on the same axes.
+consecutive language-model layers (moved by ``--stride``) with ``knockout_layers`` set to it and
+``knockout_score=true``. Per window: the task's accuracy, and two signals that need no correct
+answer, from each sample's knock-out record: the share of samples whose answer differs from the
+unmasked model's, and the mean change in log-probability of the unmasked model's answer. The
+figure draws them against layer depth, with the baseline's MDI of every single layer.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.metrics import aggregate_layers
-from lmms_textdom.integration.hook import is_payload
+from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
 from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
 
@@ -27,8 +28,9 @@ from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
 class Window:
     layers: tuple[int, int]  # first and last layer knocked out
     accuracy: float | None
-    changed: float | None  # share of samples whose text differs from the baseline's
-    compared: int  # samples found in both runs
+    changed: float | None  # share of samples whose answer differs from the unmasked model's
+    logprob_change: float | None  # mean over samples of the change in log p of the unmasked answer
+    compared: int  # samples with a knock-out record
 
     @property
     def spec(self) -> str:
@@ -57,35 +59,19 @@ def language_model_depth(pretrained: str) -> int | None:
     return int(depth) if isinstance(depth, int) else None
 
 
-def _text_of(value: Any) -> str | None:
-    """The generated text inside lmms-eval's nested response lists (the textdom payload skipped)."""
-    if isinstance(value, str):
-        return None if is_payload(value) else value
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            found = _text_of(item)
-            if found is not None:
-                return found
-    return None
-
-
-def responses(run_dir: Path) -> dict[tuple[str, int], str]:
-    """Generated text per (task, doc_id) from every sample log under ``run_dir``."""
-    found = {}
+def effects(run_dir: Path) -> list[dict]:
+    """The per-sample knock-out records (model_arg knockout_score) of every sample log under ``run_dir``."""
+    found = []
     for log in sorted(run_dir.rglob(f"*{SAMPLES_INFIX}*.jsonl")):
-        task = log.stem.split(SAMPLES_INFIX, 1)[1]
         for line in log.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                found[(task, int(row["doc_id"]))] = _text_of(row.get("filtered_resps", row.get("resps")))
+            record = json.loads(line)[DETAIL].get("knockout") if line.strip() else None
+            if record:
+                found.append(record)
     return found
 
 
-def changed_share(baseline: dict, knocked: dict) -> tuple[float | None, int]:
-    common = sorted(set(baseline) & set(knocked))
-    if not common:
-        return None, 0
-    return sum(baseline[k] != knocked[k] for k in common) / len(common), len(common)
+def mean(values: list[float]) -> float | None:
+    return math.fsum(values) / len(values) if values else None
 
 
 def the_run(run_dir: Path, task: str) -> Run:
@@ -107,20 +93,20 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def render(baseline: Run, found: list[Window], task: str) -> str:
     name = baseline.accuracy_metric or "accuracy"
-    lines = [f"| layers knocked out | {name} | change in {name} | answers changed | samples |", "|---|---|---|---|---|"]
-    lines.append(f"| none (baseline) | {_fmt(baseline.accuracy)} | | | {baseline.evaluated} |")
+    lines = [f"| layers knocked out | {name} | change in {name} | answers changed | change in log p of the answer | samples |", "|---" * 6 + "|"]
+    lines.append(f"| none (baseline) | {_fmt(baseline.accuracy)} | | | | {baseline.evaluated} |")
     for w in found:
         delta = None if w.accuracy is None or baseline.accuracy is None else w.accuracy - baseline.accuracy
-        lines.append(f"| {w.spec} | {_fmt(w.accuracy)} | {'' if delta is None else f'{delta:+.2f}'} | {_fmt(w.changed)} | {w.compared} |")
+        lines.append(f"| {w.spec} | {_fmt(w.accuracy)} | {'' if delta is None else f'{delta:+.2f}'} | {_fmt(w.changed)} | {_fmt(w.logprob_change)} | {w.compared} |")
     return "\n".join(lines)
 
 
 def write_csv(baseline: Run, found: list[Window], mdi: list[float | None], path: Path) -> None:
     with path.open("w", newline="") as handle:
         out = csv.writer(handle)
-        out.writerow(["first_layer", "last_layer", "accuracy", "baseline_accuracy", "answers_changed", "samples", "accuracy_metric"])
+        out.writerow(["first_layer", "last_layer", "accuracy", "baseline_accuracy", "answers_changed", "logprob_change", "samples", "accuracy_metric"])
         for w in found:
-            out.writerow([*w.layers, w.accuracy, baseline.accuracy, w.changed, w.compared, baseline.accuracy_metric])
+            out.writerow([*w.layers, w.accuracy, baseline.accuracy, w.changed, w.logprob_change, w.compared, baseline.accuracy_metric])
         out.writerow([])
         out.writerow(["layer", "baseline_mdi"])
         for layer, value in enumerate(mdi):
@@ -133,8 +119,8 @@ def figure(baseline: Run, found: list[Window], mdi: list[float | None], title: s
 
     from lmms_textdom.report.figures import log_axis, save
 
-    fig = Figure(figsize=(9, 4.8))
-    ax = fig.subplots()
+    fig = Figure(figsize=(9, 7))
+    ax, below = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     x = [w.centre for w in found]
     width = found[0].layers[1] - found[0].layers[0] + 1
     span = (width - 1) / 2  # horizontal bars: the layers each window knocks out
@@ -145,7 +131,11 @@ def figure(baseline: Run, found: list[Window], mdi: list[float | None], title: s
     changed = [np.nan if w.changed is None else w.changed for w in found]
     ax.errorbar(x, changed, xerr=span, marker="s", capsize=3, color="#c44e52", label="answers changed (share of samples)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(f"language-model layer (window of {width}, drawn at its centre)")
+    logprob = [np.nan if w.logprob_change is None else w.logprob_change for w in found]
+    below.errorbar(x, logprob, xerr=span, marker="D", capsize=3, color="#8172b3")
+    below.axhline(0, color="black", linewidth=0.8)
+    below.set_ylabel("change in log p of the\nunmasked answer (mean, nats)")
+    below.set_xlabel(f"language-model layer (window of {width}, drawn at its centre)")
     ax.set_ylabel("accuracy / share of samples")
     right = ax.twinx()
     layers = np.arange(len(mdi))
@@ -199,7 +189,7 @@ def run_knockout(
     for low, high in spans:
         spec = str(low) if low == high else f"{low}-{high}"
         print(f"running: layers {spec} knocked out -> {output / f'ko_{spec}'}", flush=True)
-        evaluate(f",knockout_layers={spec}", output / f"ko_{spec}")
+        evaluate(f",knockout_layers={spec},knockout_score=true", output / f"ko_{spec}")
     name = Path(pretrained).name if Path(pretrained).exists() else pretrained
     title = f"{model} {name}, {task}: knock-out windows of {window} layer(s), stride {stride}"
     return tabulate(output, task, spans, title)
@@ -208,12 +198,13 @@ def run_knockout(
 def tabulate(output: Path, task: str, spans: list[tuple[int, int]], title: str) -> str:
     """Table, CSV and figure from the runs of a sweep under ``output`` (``baseline``, ``ko_<layers>``)."""
     baseline = the_run(output / "baseline", task)
-    base_texts = responses(output / "baseline")
     found = []
     for low, high in spans:
         run_dir = output / f"ko_{low if low == high else f'{low}-{high}'}"
-        changed, compared = changed_share(base_texts, responses(run_dir))
-        found.append(Window((low, high), the_run(run_dir, task).accuracy, changed, compared))
+        records = effects(run_dir)
+        changed = mean([float(r["answer_changed"]) for r in records])
+        logprob = mean([r["logprob_knocked"] - r["logprob_plain"] for r in records])
+        found.append(Window((low, high), the_run(run_dir, task).accuracy, changed, logprob, len(records)))
     mdi = mdi_per_layer(baseline)
     table = render(baseline, found, task)
     (output / "knockout.md").write_text(f"{title}\n\n{table}\n")
