@@ -208,3 +208,22 @@ def test_knockout_effects_score_the_unmasked_answer(tiny_llava, llava_batch):
     assert record["logprob_plain"] == pytest.approx(teacher_forced(False), abs=1e-3)
     assert record["logprob_knocked"] == pytest.approx(teacher_forced(True), abs=1e-3)
     assert abs(record["logprob_knocked"] - record["logprob_plain"]) > 1e-3
+
+
+def test_other_family_image_and_video_knocked_out_and_sampled(tiny_qwen_dir, qwen_requests):
+    """Qwen2.5-VL (3-D rotary positions, image and video classes): nothing here is LLaVA-specific."""
+    from lmms_textdom.analysis.key_space import sample_divergences
+    from lmms_textdom.models.qwen2_5_vl.adapter import Qwen25VLTextdom
+
+    _, outputs = run_adapter(Qwen25VLTextdom, tiny_qwen_dir, qwen_requests, knockout_layers="all", knockout_score=True, key_stats=True, key_stats_positions=8)
+    for _, payload in outputs:
+        stats = payload["stats"]
+        mass, classes = np.array(stats["mass"]), stats["classes"]
+        nontext = [i for i, name in enumerate(classes) if name != "text" and stats["counts"][i] > 0]
+        assert nontext and np.all(mass[:, nontext] == 0) and np.all(mass[:, 0] > 0)
+        assert payload["knockout"]["answer_tokens"] == stats["rows"]
+        keys = payload["key_stats"]
+        present = {classes[i] for i in nontext} | {"text"}
+        assert all(set(layer["coords"]) == present for layer in keys["layers"])
+        values = sample_divergences(keys)[0]
+        assert {f"text~{c}" for c in present - {"text"}} <= set(values)
