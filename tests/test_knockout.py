@@ -227,3 +227,14 @@ def test_other_family_image_and_video_knocked_out_and_sampled(tiny_qwen_dir, qwe
         assert all(set(layer["coords"]) == present for layer in keys["layers"])
         values = sample_divergences(keys)[0]
         assert {f"text~{c}" for c in present - {"text"}} <= set(values)
+
+
+def test_report_reads_the_setting_from_logs_and_model_args_alike():
+    from lmms_textdom.report.runs import run_settings
+    from lmms_textdom.report.table import setting_label
+
+    logged = run_settings({"knockout_layers": "0-3+16", "key_stats": True, "prune_ratio": 0.0, "nontext_repeat": 1})
+    from_args = run_settings({"knockout_layers": "16+0-3", "key_stats": "True"})  # a results file's model_args string
+    older = run_settings({})  # a log from before knock-outs existed
+    assert logged == from_args and setting_label(logged) == "knock-out 0-3+16"
+    assert older["knockout_layers"] is None and older["key_stats"] is False and setting_label(older) == "default"

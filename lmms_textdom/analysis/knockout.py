@@ -17,13 +17,15 @@ import torch
 from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.core.probe import MASK_EDIT, ProbeError, install, language_model_layers, uninstall
 
+
 class KnockOut:
     """Context manager: knock non-text positions out of ``layers`` for the batch described by ``classes``."""
 
     def __init__(self, model, layers, classes: PositionClasses):
         self.model = model
         self.classes = classes
-        self.modules = [m for m, layer in language_model_layers(model).items() if layer in set(layers)]
+        chosen = set(layers)
+        self.modules = [m for m, layer in language_model_layers(model).items() if layer in chosen]
         ids = classes.ids
         self._nontext = ids > 0  # text is class 0, padding -1
         positions = torch.arange(ids.shape[1])
