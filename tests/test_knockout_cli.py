@@ -86,8 +86,10 @@ def test_report_gives_key_space_table_and_figures(sweep, tmp_path, capsys):
     from lmms_textdom.cli import main
 
     runs, _ = sweep
-    main(["report", str(runs), "--out", str(tmp_path), "--resamples", "20"])
-    printed = capsys.readouterr().out
+    main(["report", str(runs), "--out", str(tmp_path), "--resamples", "20", "--key-layers", "2", "5", "11"])
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "--key-layers 11 lie outside the model's layers 0-7" in captured.err
     assert "knock-out 0-3" in printed and "knock-out 4-7" in printed
     table = (tmp_path / "key_space.md").read_text()
     assert "| layer | text~image | within:text | within:image | ratio text~image |" in table
@@ -102,4 +104,5 @@ def test_report_gives_key_space_table_and_figures(sweep, tmp_path, capsys):
     assert all(r["samples"] == "2" for r in records)
     for name in ("key_space", "key_projection"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
-    assert "layer 7" in (tmp_path / "figures" / "key_projection.svg").read_text()
+    projection = (tmp_path / "figures" / "key_projection.svg").read_text()
+    assert "layer 2 " in projection and "layer 5 " in projection and "layer 7" not in projection

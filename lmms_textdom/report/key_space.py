@@ -3,7 +3,7 @@
 Per run and layer: the mean over samples of the divergence between text keys and each non-text
 class's keys, next to the same measure within each class (two random halves), as
 ``lmms_textdom.analysis.key_space`` defines it. ``figures/key_projection`` draws one sample's keys
-on their first two principal directions at the first, middle and last layer.
+on their first two principal directions at chosen layers (``--key-layers``; default first, middle, last).
 """
 
 from __future__ import annotations
@@ -116,13 +116,12 @@ def divergence_figure(found: list[KeySpace], out_dir: Path) -> list[Path]:
     return save(figure, out_dir, "key_space")
 
 
-def projection_figure(space: KeySpace, out_dir: Path) -> list[Path]:
+def projection_figure(space: KeySpace, out_dir: Path, chosen: list[int]) -> list[Path]:
     from matplotlib.figure import Figure
 
     from lmms_textdom.report.figures import save
 
     layers = space.example["layers"]
-    chosen = sorted({0, len(layers) // 2, len(layers) - 1})
     figure = Figure(figsize=(4.2 * len(chosen), 4))
     axes = figure.subplots(1, len(chosen), squeeze=False)[0]
     for ax, layer in zip(axes, chosen):
@@ -140,7 +139,19 @@ def projection_figure(space: KeySpace, out_dir: Path) -> list[Path]:
     return save(figure, out_dir, "key_projection")
 
 
-def write(rows: list[Row], out: Path, figures: bool) -> tuple[list[Path], list[str], str | None]:
+def projection_layers(num_layers: int, wanted: list[int] | None, notes: list[str]) -> list[int]:
+    """``wanted`` within the model (others named in a note), else the first, middle and last layer."""
+    if wanted:
+        outside = [layer for layer in wanted if not 0 <= layer < num_layers]
+        if outside:
+            notes.append(f"--key-layers {' '.join(map(str, outside))} lie outside the model's layers 0-{num_layers - 1}")
+        inside = sorted({layer for layer in wanted if 0 <= layer < num_layers})
+        if inside:
+            return inside
+    return sorted({0, num_layers // 2, num_layers - 1})
+
+
+def write(rows: list[Row], out: Path, figures: bool, key_layers: list[int] | None = None) -> tuple[list[Path], list[str], str | None]:
     """Files written, notes, and the Markdown (None when no run has key statistics)."""
     notes: list[str] = []
     found = collect(rows, notes)
@@ -152,5 +163,6 @@ def write(rows: list[Row], out: Path, figures: bool) -> tuple[list[Path], list[s
     write_csv(found, written[1])
     if figures:
         (out / "figures").mkdir(parents=True, exist_ok=True)
-        written += divergence_figure(found, out / "figures") + projection_figure(found[0], out / "figures")
+        chosen = projection_layers(len(found[0].example["layers"]), key_layers, notes)
+        written += divergence_figure(found, out / "figures") + projection_figure(found[0], out / "figures", chosen)
     return written, notes, text
