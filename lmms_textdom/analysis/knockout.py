@@ -15,7 +15,10 @@ from __future__ import annotations
 import torch
 
 from lmms_textdom.core.modality import PositionClasses
-from lmms_textdom.core.probe import MASK_EDIT, ProbeError, install, language_model_layers, uninstall
+from lmms_textdom.core.probe import MASK_EDIT, ProbeError, install, language_model_layers, text_attention_implementation, uninstall
+
+#: Attention implementations that take the 4-D mask the edit writes (flash kernels take none).
+MASKED_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
 class KnockOut:
@@ -38,6 +41,9 @@ class KnockOut:
         for module in self.modules:
             if getattr(module, MASK_EDIT, None) is not None:
                 raise ProbeError("another knock-out is already active on this model")
+        implementation = text_attention_implementation(self.model)
+        if implementation not in MASKED_IMPLEMENTATIONS:
+            raise ProbeError(f"knock-outs edit the attention mask, which {implementation!r} attention does not take; use sdpa or eager")
         self._installed_here = install(self.model)
         for module in self.modules:
             setattr(module, MASK_EDIT, self.edit)
