@@ -28,6 +28,19 @@ def sweep(tmp_path_factory):
     return root / "runs", done.stdout
 
 
+def test_windows_cover_every_layer_and_bad_ones_are_refused():
+    from lmms_textdom.core.errors import UsageError
+    from lmms_textdom.sweeps.knockout import windows
+
+    assert windows(8, 2, 1) == [(i, i + 1) for i in range(7)]
+    assert windows(8, 3, 3) == [(0, 2), (3, 5), (5, 7)]
+    assert windows(8, 8, 1) == [(0, 7)]
+    with pytest.raises(UsageError, match="wider than the language model"):
+        windows(8, 9, 1)
+    with pytest.raises(UsageError, match="at least 1"):
+        windows(8, 2, 0)
+
+
 def table_rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
     for line in stdout.splitlines():

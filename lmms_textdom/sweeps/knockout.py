@@ -47,7 +47,10 @@ def windows(num_layers: int, window: int, stride: int) -> list[tuple[int, int]]:
         raise UsageError(f"--window and --stride must be at least 1, got {window} and {stride}")
     if window > num_layers:
         raise UsageError(f"--window {window} is wider than the language model ({num_layers} layers)")
-    return [(start, start + window - 1) for start in range(0, num_layers - window + 1, stride)]
+    spans = [(start, start + window - 1) for start in range(0, num_layers - window + 1, stride)]
+    if spans[-1][1] < num_layers - 1:  # a stride that does not fit: one last window ends at the top
+        spans.append((num_layers - window, num_layers - 1))
+    return spans
 
 
 def language_model_depth(pretrained: str) -> int | None:
