@@ -10,9 +10,11 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="llava_hf_textdom on mmmu_pro_textdom through lmms-eval, on a tiny built-in model (offline)")
     from lmms_textdom.report.command import add_arguments as add_report_arguments
+    from lmms_textdom.sweeps.knockout import add_arguments as add_knockout_arguments
     from lmms_textdom.sweeps.table2 import add_arguments as add_table2_arguments
 
     add_table2_arguments(sub.add_parser("table2", help="MDI/AEI and accuracy against pruning ratio or replication factor (paper Table 2)"))
+    add_knockout_arguments(sub.add_parser("knockout", help="accuracy and changed answers with a sliding window of layers cut off from the non-text input"))
     add_report_arguments(sub.add_parser("report", help="leaderboard (Markdown, CSV, HTML) and figures from lmms-eval outputs"))
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -23,6 +25,14 @@ def main(argv: list[str] | None = None) -> None:
         from lmms_textdom.sweeps.table2 import run_from_args
 
         run_from_args(args)
+    elif args.command == "knockout":
+        from lmms_textdom.core.errors import UsageError
+        from lmms_textdom.sweeps.knockout import run_from_args as run_knockout
+
+        try:
+            run_knockout(args)
+        except UsageError as exc:
+            parser.exit(2, f"lmms-textdom knockout: error: {exc}\n")
     elif args.command == "report":
         from lmms_textdom.core.errors import UsageError
         from lmms_textdom.report.command import run_report

@@ -76,11 +76,31 @@ def _eager_forward(module: torch.nn.Module):
     return fn
 
 
+# ----- analysis hooks (lmms_textdom.analysis sets them on attention modules; absent = no effect) -----
+#: ``module.textdom_key_observer(key)`` sees the layer's key states before attention runs.
+KEY_OBSERVER = "textdom_key_observer"
+#: ``module.textdom_mask_edit(attention_mask, query, key) -> attention_mask`` edits what both the
+#: probe and the model's attention see (layer knock-outs).
+MASK_EDIT = "textdom_mask_edit"
+
+
+def _analysis_hooks(module, query, key, attention_mask):
+    observe = getattr(module, KEY_OBSERVER, None)
+    if observe is not None:
+        observe(key)
+    edit = getattr(module, MASK_EDIT, None)
+    return attention_mask if edit is None else edit(attention_mask, query, key)
+
+
+# ----- end of analysis hooks -----
+
+
 def _make_probe_function(inner: str):
     name = _PREFIX + inner
     reads_own_name = "flash" in inner
 
     def probe_attention(module, query, key, value, attention_mask, *args, **kwargs):
+        attention_mask = _analysis_hooks(module, query, key, attention_mask)
         recorder = _ACTIVE.get()
         if recorder is not None:
             recorder.record(module, query, key, attention_mask, kwargs)

@@ -34,8 +34,18 @@ METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 DETAIL = "textdom"
 
 
-def encode_payload(stats: SampleStats, settings: dict[str, Any]) -> str:
-    return json.dumps({"format": FORMAT, "stats": stats.to_dict(), "settings": settings})
+#: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
+#: the knock-out's effect on the unmasked answer (knockout_score); copied into the sample log.
+ANALYSIS_RECORDS = ("key_stats", "knockout")
+
+
+def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dict | None) -> str:
+    unknown = set(analysis) - set(ANALYSIS_RECORDS)
+    if unknown:
+        raise TypeError(f"unknown analysis records {sorted(unknown)}")
+    payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings}
+    payload.update({name: record for name, record in analysis.items() if record is not None})
+    return json.dumps(payload)
 
 
 def is_payload(value: Any) -> bool:
@@ -65,6 +75,7 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
     }
     if stats.subclass_mass:
         detail["text_subclasses"] = text_subclass_shares(stats)
+    detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail}
 
 

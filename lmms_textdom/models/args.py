@@ -98,3 +98,29 @@ VIDEO_ORDER = Arg(
 def frame_sampling_arg(native: str, meaning: str) -> Arg:
     """``frame_sampling`` for a video family: its own sampler by default, or VLMEvalKit's frames-as-images rule."""
     return Arg("frame_sampling", native, f"which frames a video gives: {native} = {meaning}; vlmevalkit_images = VLMEvalKit's frames-as-images rule", choices=(native, "vlmevalkit_images"))
+
+
+def _layer_syntax_ok(text: str) -> bool:
+    from lmms_textdom.analysis.layers import check_layer_syntax
+
+    try:
+        check_layer_syntax(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Shared by every family (lmms_textdom.analysis): layer knock-outs and the key-space sample.
+KNOCKOUT_LAYERS = Arg(
+    "knockout_layers", None, "layers where the rows after the non-text span cannot attend to non-text positions",
+    check=_layer_syntax_ok, requirement="layer indices and ranges joined by '+' (e.g. 0-3+16+28-31), 'all' or 'none'",
+)  # fmt: skip
+KNOCKOUT_SCORE = Arg(
+    "knockout_score", False, "with knockout_layers: also answer without knock-out and score that answer's tokens with it",
+    kind=bool,
+)  # fmt: skip
+KEY_STATS = Arg("key_stats", False, "record a bounded sample of each class's key vectors per layer (key-space divergence)", kind=bool)
+KEY_STATS_POSITIONS = Arg(
+    "key_stats_positions", 64, "key_stats: prompt positions sampled per class, sample and layer",
+    kind=int, check=lambda n: n >= 4, requirement="an integer >= 4 (two halves of at least 2)",
+)  # fmt: skip

@@ -21,7 +21,10 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.hook import encode_payload
 from lmms_textdom.core.modality import PositionClasses
-from lmms_textdom.models.args import Arg, parse_model_args
+from lmms_textdom.analysis.knockout import knockout_effects
+from lmms_textdom.analysis.layers import format_layers, parse_layers
+from lmms_textdom.analysis.session import analysis_session
+from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
 
@@ -45,6 +48,10 @@ COMMON_ARGS = (
     Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
     Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
+    KNOCKOUT_LAYERS,
+    KNOCKOUT_SCORE,
+    KEY_STATS,
+    KEY_STATS_POSITIONS,
 )
 
 
@@ -105,11 +112,12 @@ class TextdomModel(lmms):
             self._device = self._resolve_device()
             self.dtype = self._resolve_dtype()
             self.check_args()
+            self.knockout = self._knockout_layers()
             self.model, self.processor = self.load()
             self.model.eval()
             if self.args["device_map"] == "auto":
                 self._device = self.model.device
-            if self.args["textdom"]:
+            if self.args["textdom"] or self.knockout:
                 install(self.model)
         except Exception as exc:
             fail_loudly(exc)
@@ -140,12 +148,28 @@ class TextdomModel(lmms):
             "prune_method": self.PRUNE_METHOD if ratio else None,
             "prune_ratio": ratio,
             "nontext_repeat": self.args.get("nontext_repeat", 1),
+            "knockout_layers": format_layers(self.knockout),
+            "key_stats": self.args["key_stats"],
         }
 
     @property
     def edits_nontext(self) -> bool:
         """Whether pruning or replication changes the non-text part of the input."""
         return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
+
+    def _knockout_layers(self) -> frozenset[int]:
+        """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
+        for name in ("key_stats", "knockout_score"):
+            if self.args[name] and not self.args["textdom"]:
+                raise UsageError(f"{self.MODEL_ID}: {name}=true records into the textdom payload; it needs textdom=true")
+        text = self.args["knockout_layers"]
+        if text is None or str(text).strip().lower() in ("", "none"):
+            return frozenset()
+        depth = self.checkpoint_config().get_text_config().num_hidden_layers
+        try:
+            return parse_layers(text, depth)
+        except ValueError as exc:
+            raise UsageError(f"{self.MODEL_ID}: model_arg knockout_layers={text!r} is invalid: {exc}") from None
 
     # ----- helpers for families ------------------------------------------------------------------
 
@@ -258,7 +282,8 @@ class TextdomModel(lmms):
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.model.generation_config.pad_token_id
-        with torch.inference_mode():
+        key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
+        with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
                 with AttentionProbe(self.model, prepared.classes) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
@@ -268,6 +293,10 @@ class TextdomModel(lmms):
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         if not self.args["textdom"]:
             return texts
+        effects = [None] * len(batch)
+        if self.knockout and self.args["knockout_score"]:
+            with torch.inference_mode():
+                effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
         # Rows end where each sequence finished: its EOS or the token completing a stop string.
         lengths = output_lengths(
             new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
@@ -276,7 +305,11 @@ class TextdomModel(lmms):
         stats = probe.stats(lengths)
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
-        return [[text, encode_payload(s, {**run, **e})] for text, s, e in zip(texts, stats, extra)]
+        key_stats = keys.samples() if keys is not None else [None] * len(batch)
+        return [
+            [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
+            for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
+        ]
 
     def generate_until(self, requests) -> list:
         try:

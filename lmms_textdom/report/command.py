@@ -23,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per run; 0 = no intervals (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--layer-runs", nargs="+", metavar="TEXT", help='runs in the per-layer figure: text found in "model dataset setting"')
+    parser.add_argument("--key-layers", nargs="+", type=int, metavar="LAYER", help="layers in the key projection figure (runs with key_stats; default: first, middle, last)")
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
     parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
 
@@ -46,10 +47,17 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         figure_files, figure_notes = figures.draw_all(rows, args.aggregation, out / "figures", args.layer_runs)
         written += figure_files
         notes += figure_notes
+    from lmms_textdom.report import key_space
+
+    key_files, key_notes, key_table = key_space.write(rows, out, not args.no_figures, args.key_layers)
+    written += key_files
+    notes += key_notes
     for note in notes:
         print(f"lmms-textdom report: {note}", file=sys.stderr)
     title = caption(args.aggregation, args.resamples, args.seed)
     print(render.markdown(rows, title, []))  # the notes went to stderr just above
+    if key_table:
+        print(key_table)
     written[0].write_text(render.markdown(rows, title, notes))
     render.write_csv(rows, args.aggregation, written[1])
     written[2].write_text(html.page(rows, title, notes))

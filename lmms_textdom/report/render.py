@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lmms_textdom.report.table import CELL_KEYS, COLUMNS, Row
 
-SETTING_FIELDS = ("nontext_repeat", "prune_method", "prune_ratio", "dtype")
+SETTING_FIELDS = ("nontext_repeat", "prune_method", "prune_ratio", "knockout_layers", "dtype")
 
 
 def markdown(rows: list[Row], caption: str, notes: list[str]) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.integration.hook import DETAIL, METRIC_NAMES
 from lmms_textdom.report.progress import Progress, megabytes
@@ -26,7 +27,7 @@ SAMPLES_INFIX = "_samples_"
 #: the probe computed the rows, the same numbers either way).
 PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
-DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1}
+DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
 #: Sample logs larger than this in total get progress lines without being asked.
 LARGE_INPUT_BYTES = 50e6
 TEXTDOM_RESULTS = frozenset((*METRIC_NAMES, DETAIL))
@@ -94,6 +95,11 @@ def run_settings(raw: dict[str, Any]) -> dict[str, Any]:
         settings["prune_method"] = None
     settings["prune_ratio"] = float(settings["prune_ratio"])
     settings["nontext_repeat"] = int(settings["nontext_repeat"])
+    if str(settings["knockout_layers"]).strip().lower() in ("", "none", "null"):
+        settings["knockout_layers"] = None
+    elif str(settings["knockout_layers"]).strip().lower() != "all":  # model_args text reads like the logged one
+        settings["knockout_layers"] = format_layers(parse_layers(settings["knockout_layers"], 1 << 16))
+    settings["key_stats"] = str(settings["key_stats"]).lower() in ("true", "1")
     return settings
 
 

@@ -72,6 +72,8 @@ def setting_label(settings: dict) -> str:
         parts.append(f"x{settings['nontext_repeat']}")
     if settings["prune_ratio"]:
         parts.append(f"{settings['prune_method'] or 'pruned'} {settings['prune_ratio']:.0%}")
+    if settings.get("knockout_layers"):
+        parts.append(f"knock-out {settings['knockout_layers']}")
     return ", ".join(parts) or "default"
 
 
