@@ -42,7 +42,7 @@ def test_bad_values_name_the_fix(given, message):
 
 def test_adapter_rejects_bad_args_before_loading_anything(tmp_path):
     # the checkpoint folder does not even exist: validation must fail first
-    with pytest.raises(UsageError, match="attn_implementation='flash' is invalid; accepted: sdpa, eager"):
+    with pytest.raises(UsageError, match="attn_implementation='flash' is invalid; it must be eager or a name registered in transformers' AttentionInterface"):
         LlavaHfTextdom(pretrained=str(tmp_path / "missing"), attn_implementation="flash")
 
 
