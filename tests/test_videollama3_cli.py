@@ -11,6 +11,8 @@ from tests.lmms_runs import results_of, run_cli, run_cli_ok, samples_of
 
 TASK = "mmbench_video_textdom"
 MODEL = "videollama3_textdom"
+#: the tiny random model rarely stops by itself: bound its answers to keep the runs short
+SHORT = ("--gen_kwargs", "max_new_tokens=24")
 
 
 def by_index(row: dict) -> int:
@@ -34,7 +36,7 @@ def judged_runs(damo_dir, mmbv_data_root, tmp_path_factory):
         env.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(out / "judge-cache"))
         runs = {}
         for name, args in (("plain", ""), ("edited", ",prune_ratio=0.5,nontext_repeat=2")):
-            done = run_cli(MODEL, f"pretrained={damo_dir}{args}", TASK, out / name, mmbv_data_root)
+            done = run_cli(MODEL, f"pretrained={damo_dir}{args}", TASK, out / name, mmbv_data_root, *SHORT)
             assert done.returncode == 0, done.stderr[-3000:]
             runs[name] = out / name
             runs[f"{name}_log"] = done.stdout + done.stderr
@@ -70,7 +72,7 @@ def test_video_class_counts_are_the_compressed_tokens_then_pruned_per_frame_and_
 
 
 def test_mmmu_pro_images_run_unchanged(damo_dir, mmmu_data_root, tmp_path):
-    run_cli_ok(MODEL, f"pretrained={damo_dir},prune_ratio=0.5", "mmmu_pro_standard_textdom", tmp_path, mmmu_data_root, "--limit", "2")
+    run_cli_ok(MODEL, f"pretrained={damo_dir},prune_ratio=0.5", "mmmu_pro_standard_textdom", tmp_path, mmmu_data_root, "--limit", "2", *SHORT)
     cells = results_of(tmp_path)["results"]["mmmu_pro_standard_textdom"]
     assert cells["textdom,none"] == 2
     rows = samples_of(tmp_path, "mmmu_pro_standard_textdom")

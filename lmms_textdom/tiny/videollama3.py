@@ -30,11 +30,13 @@ TO_DAMO = {
 
 def damo_config(tok, num_layers: int = 4, hidden_size: int = 32, num_heads: int = 4, num_kv_heads: int = 2,
                 vision_layers: int = 2, vision_hidden_size: int = 32, vision_heads: int = 4,
-                initializer_range: float = 0.2) -> dict:  # fmt: skip
+                initializer_range: float = 0.2, intermediate_size: int | None = None,
+                vision_intermediate_size: int | None = None) -> dict:  # fmt: skip
     text = language_model_fields(tok, num_layers, hidden_size, num_heads, num_kv_heads, initializer_range)
+    text["intermediate_size"] = intermediate_size or 2 * hidden_size
     vision = {
         "model_type": "videollama3_vision_encoder", "hidden_size": vision_hidden_size,
-        "intermediate_size": 2 * vision_hidden_size, "num_hidden_layers": vision_layers,
+        "intermediate_size": vision_intermediate_size or 2 * vision_hidden_size, "num_hidden_layers": vision_layers,
         "num_attention_heads": vision_heads, "num_channels": 3, "patch_size": 14,
         "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "attention_dropout": 0.0,
     }  # fmt: skip
