@@ -334,3 +334,8 @@ def test_video_shorter_than_one_frame_at_fps_fails_early(adapter, tmp_path):
 def test_a_checkpoint_of_another_family_is_refused_before_loading(tiny_qwen_dir):
     with pytest.raises(UsageError, match="loads VideoLLaMA3 checkpoints.*model_type 'qwen2_5_vl'"):
         VideoLlama3Textdom(pretrained=str(tiny_qwen_dir), device="cpu")
+
+
+def test_remote_code_is_refused(damo_dir):
+    with pytest.raises(UsageError, match="trust_remote_code must stay false"):
+        VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", trust_remote_code=True)
