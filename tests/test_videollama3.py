@@ -273,6 +273,49 @@ def test_prompt_timestamps_match_the_recorded_frames(adapter, clip_path):
     assert prepared.classes.counts()[0][video] == record["video_tokens"][0] <= record["video_tokens_uncompressed"][0]
 
 
+def eager_last_block_scores(tower, pixels, grid, merges) -> list[torch.Tensor]:
+    """Per merged token: the last block's eager attention weights (the model file's own function), averaged
+    over heads, summed over queries, averaged over the token's patches; one tensor per grid row."""
+    import sys
+
+    eager = copy.deepcopy(tower)
+    eager.set_attn_implementation("eager")
+    module = sys.modules[type(eager.encoder.layers[0].self_attn).__module__]
+    target, original, weights = eager.encoder.layers[-1].self_attn, module.eager_attention_forward, []
+
+    def spy(attention, *args, **kwargs):
+        output = original(attention, *args, **kwargs)
+        if attention is target:
+            weights.append(output[1])  # (1, heads, n, n) for one frame or image
+        return output
+
+    module.eager_attention_forward = spy
+    try:
+        with torch.no_grad():
+            eager(pixels, grid_thw=grid, merge_sizes=merges)
+    finally:
+        module.eager_attention_forward = original
+    received = torch.cat([w[0].double().mean(0).sum(0) for w in weights])
+    pieces = received.split(grid.prod(-1).tolist())
+    return [piece.view(-1, int(m) ** 2).mean(-1) for piece, m in zip(pieces, merges)]
+
+
+def test_pruning_scores_equal_the_last_blocks_eager_attention(adapter, clip_path):
+    from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
+
+    tower = adapter.model.model.vision_model
+    encoded = encode_batch(adapter.tokenizer, [("a", [random_image(2, 56).resize((84, 56)), random_image(3, 70)]), ("b", [sample_clip(clip_path)])])
+    scorer = LastBlockReceivedAttention(tower)
+    for kind, pixels in (("image", "pixel_values"), ("video", "pixel_values_videos")):
+        grid, merges = encoded.inputs[f"{kind}_grid_thw"], encoded.inputs[f"{kind}_merge_sizes"]
+        with scorer.recording():
+            tower(encoded.inputs[pixels], grid_thw=grid, merge_sizes=merges)  # the tower keeps its sdpa attention
+        expected = eager_last_block_scores(tower, encoded.inputs[pixels], grid, merges)
+        assert [len(s) for s in scorer.scores] == [int(g.prod()) // int(m) ** 2 for g, m in zip(grid, merges)]
+        for ours, reference in zip(scorer.scores, expected):
+            torch.testing.assert_close(ours.double(), reference, atol=1e-5, rtol=1e-6)
+
+
 # ----- probe vs eager -------------------------------------------------------------------------------------
 
 
