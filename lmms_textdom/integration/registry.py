@@ -24,6 +24,7 @@ MODELS = {
     "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.adapter.Qwen25VLTextdom",
     "kimi_vl_textdom": "lmms_textdom.models.kimi_vl.adapter.KimiVLTextdom",
     "chatts_textdom": "lmms_textdom.models.chatts.adapter.ChatTSTextdom",
+    "videollama3_textdom": "lmms_textdom.models.videollama3.adapter.VideoLlama3Textdom",
 }
 
 

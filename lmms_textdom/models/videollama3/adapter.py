@@ -1,0 +1,143 @@
+"""``videollama3_textdom``: VideoLLaMA3 (2B / 7B, video and ``-Image`` fine-tunes, DAMO or native layout).
+
+Visuals come from lmms-eval as PIL images or video file paths. Videos are sampled as the original
+does (``frames``: fps 1, at most ``max_frames``), every visual of a request shares the original's
+token budget, and video tokens are compressed by the original's frame-difference rule before the
+language model (``inputs``); the position-class map is built from the compressed prompt. With
+``prune_ratio`` or ``nontext_repeat`` the adapter forms the language model's input embeddings
+itself: each image and each video frame is one non-text item, pruned by the attention its tokens
+receive in the tower's last block (after compression) and/or replicated through the shared edit
+path. The language model's rotary positions are 1-D, so the edited sequence is simply contiguous.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoTokenizer
+
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.editing.sequence import edit_nontext
+from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, Arg
+from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.checkpoint import checkpoint_file
+from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3
+from lmms_textdom.models.videollama3.frames import DEFAULT_FPS, DEFAULT_MAX_FRAMES, sample_clip
+from lmms_textdom.models.videollama3.inputs import MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, encode_batch
+from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
+
+
+class VideoLlama3Textdom(TextdomModel):
+    MODEL_ID = "videollama3_textdom"
+    DEFAULT_PRETRAINED = "DAMO-NLP-SG/VideoLLaMA3-7B"
+    FAMILY_ARGS = (
+        PRUNE_RATIO, NONTEXT_REPEAT,
+        Arg("fps", DEFAULT_FPS, "video frames per second (FFmpeg's fps filter, round down, as the original)",
+            kind=float, check=lambda f: f > 0, requirement="a number > 0"),
+        Arg("max_frames", DEFAULT_MAX_FRAMES, "most frames per video; more are thinned uniformly (DAMO: 180, VLMEvalKit: 64)",
+            kind=int, check=lambda n: n >= 1, requirement="an integer >= 1"),
+        Arg("max_visual_tokens", MAX_VISUAL_TOKENS, "language-model tokens shared by all images and frames of a request",
+            kind=int, check=lambda n: n >= MIN_VISUAL_TOKENS, requirement=f"an integer >= {MIN_VISUAL_TOKENS}"),
+        Arg("token_compression", True, "drop video tokens that barely change from the previous frame (the original's rule)", kind=bool),
+    )  # fmt: skip
+    PRUNE_METHOD = "received"
+
+    def check_args(self) -> None:
+        if self.args["trust_remote_code"]:
+            raise UsageError(f"{self.MODEL_ID} loads VideoLLaMA3 into transformers' native classes; trust_remote_code must stay false")
+        checkpoint_config_dict(self.args["pretrained"], self.args["revision"])
+
+    def load(self):
+        pretrained, revision = self.args["pretrained"], self.args["revision"]
+        tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=False)
+        tokenizer.padding_side = "left"  # decoder-only batching
+        kwargs = {k: v for k, v in self.from_pretrained_kwargs().items() if k != "trust_remote_code"}
+        model = load_videollama3(pretrained, tokenizer, **kwargs)
+        self._normalisation = normalisation(pretrained, revision)
+        self._scorer = LastBlockReceivedAttention(model.model.vision_model) if self.args["prune_ratio"] > 0 else None
+        return model, tokenizer
+
+    @property
+    def tokenizer(self):
+        return self.processor  # no processor object: the inputs are built in ``inputs``
+
+    def settings(self) -> dict:
+        video = {k: self.args[k] for k in ("fps", "max_frames", "max_visual_tokens", "token_compression")}
+        return {**super().settings(), **video}
+
+    # ----- inputs --------------------------------------------------------------------------------
+
+    def visuals(self, request: Request) -> list:
+        out = []
+        for visual in request.visuals:
+            if isinstance(visual, Image.Image):
+                out.append(visual)
+            elif isinstance(visual, (str, Path)):
+                out.append(sample_clip(visual, self.args["fps"], self.args["max_frames"]))
+            else:
+                raise UsageError(f"{self.MODEL_ID} takes PIL images and video file paths; got a {type(visual).__name__}")
+        return out
+
+    def prepare(self, batch: list[Request]) -> Prepared:
+        mean, std = self._normalisation
+        encoded = encode_batch(
+            self.tokenizer, [(r.context, self.visuals(r)) for r in batch],
+            self.args["max_visual_tokens"], self.args["token_compression"], mean, std,
+        )  # fmt: skip
+        inputs, config = encoded.inputs, self.model.config
+        classes = classify_tokens(
+            inputs["input_ids"], {"image": config.image_token_id, "video": config.video_token_id}, inputs["attention_mask"]
+        )
+        if not self.edits_nontext or not (encoded.image_tokens or encoded.frame_tokens):
+            return Prepared(inputs, classes, encoded.per_sample)
+        prepared = self.edited_inputs(inputs, classes, encoded.image_tokens, encoded.frame_tokens)
+        prepared.sample_settings = [{**a, **b} for a, b in zip(encoded.per_sample, prepared.sample_settings)]
+        return prepared
+
+    @torch.inference_mode()
+    def features(self, inputs: dict, kind: str) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """Merged features of every image (video) in batch order, and their scores when pruning."""
+        pixels = "pixel_values" if kind == "image" else "pixel_values_videos"
+        encode = self.model.model.get_image_features if kind == "image" else self.model.model.get_video_features
+        args = (inputs[pixels].to(self.device, self.dtype), *(inputs[f"{kind}_{k}"].to(self.device) for k in ("grid_thw", "merge_sizes")))
+        if self._scorer is None:
+            return torch.cat(encode(*args).pooler_output), None
+        with self._scorer.recording():
+            features = torch.cat(encode(*args).pooler_output)
+        return features, self._scorer.scores
+
+    @torch.inference_mode()
+    def edited_inputs(self, inputs: dict, classes: PositionClasses, image_tokens: list[int], frame_tokens: list[int]) -> Prepared:
+        """Embeddings with the visual features in place, each image and each frame pruned and/or repeated."""
+        ids = inputs["input_ids"].to(self.device)
+        mask = inputs["attention_mask"].to(self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        sizes, scores = {}, {}
+        if image_tokens:
+            features, image_scores = self.features(inputs, "image")
+            embeds[ids == self.model.config.image_token_id] = features.to(embeds.dtype)
+            sizes[classes.names.index("image")] = image_tokens
+            scores[classes.names.index("image")] = image_scores
+        if frame_tokens:
+            kept = inputs["video_compression_mask"].to(self.device)
+            features, video_scores = self.features(inputs, "video")
+            embeds[ids == self.model.config.video_token_id] = features[kept].to(embeds.dtype)
+            sizes[classes.names.index("video")] = frame_tokens
+            if video_scores is not None:  # the compressed tokens' scores, one piece per frame
+                scores[classes.names.index("video")] = list(torch.cat(video_scores)[kept].split(frame_tokens))
+        edited, classes, counts = edit_nontext(
+            classes, sizes, scores if self._scorer else None, self.args["prune_ratio"], self.args["nontext_repeat"],
+            {"inputs_embeds": (embeds, 0.0), "attention_mask": (mask, 0)},
+        )  # fmt: skip
+        return Prepared(edited, classes, counts)
+
+
+def normalisation(pretrained: str, revision: str) -> tuple[tuple, tuple]:
+    """The checkpoint's image mean/std (``preprocessor_config.json``), else the native processors' 0.5."""
+    path = checkpoint_file(pretrained, "preprocessor_config.json", revision, required=False)
+    config = json.loads(path.read_text()) if path else {}
+    return tuple(config.get("image_mean", MEAN)), tuple(config.get("image_std", STD))

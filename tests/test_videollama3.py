@@ -1,0 +1,384 @@
+"""videollama3_textdom: DAMO-layout loading, the encoder against the original's semantics, the original's
+frame sampling, token compression and prompt, probe vs eager, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.probe import AttentionProbe, output_lengths
+from lmms_textdom.editing.pruning import kept_count
+from lmms_textdom.models.base import Request
+from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
+from lmms_textdom.models.videollama3.checkpoint import VIDEO_PAD
+from lmms_textdom.models.videollama3.frames import Clip, sample_clip
+from lmms_textdom.models.videollama3.inputs import encode_batch, target_sizes
+from lmms_textdom.tiny.videos import write_video
+from tests.conftest import random_image
+from tests.oracle import eager_class_masses
+
+NEW_TOKENS = 5
+
+
+@pytest.fixture(scope="module")
+def damo_dir(tmp_path_factory):
+    from lmms_textdom.tiny.videollama3 import save_videollama3
+
+    return save_videollama3(tmp_path_factory.mktemp("ckpt") / "tiny-videollama3-damo", layout="damo")
+
+
+@pytest.fixture(scope="module")
+def adapter(damo_dir):
+    return VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip_path(tmp_path_factory):
+    """37 frames at 10 fps (3.7 s), every frame different."""
+    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 37, (56, 84), 10)
+
+
+# ----- checkpoint -----------------------------------------------------------------------------------
+
+
+def test_damo_layout_loads_every_tensor_into_the_native_classes(damo_dir, adapter):
+    damo = load_file(str(damo_dir / "model.safetensors"))
+    assert any(k.startswith("model.vision_encoder.") for k in damo) and any(k.startswith("model.mm_projector.") for k in damo)
+    native = adapter.model.state_dict()
+    assert len(native) == len(damo)
+    renamed = {
+        k.replace("model.vision_encoder.", "model.vision_model.").replace("model.mm_projector.", "model.projector.")
+        .replace("model.embed_tokens", "model.language_model.embed_tokens").replace("model.layers.", "model.language_model.layers.")
+        .replace("model.norm.", "model.language_model.norm."): v
+        for k, v in damo.items()
+    }  # fmt: skip
+    assert set(renamed) == set(native)
+    assert all(torch.equal(native[k], v) for k, v in renamed.items())
+
+
+@pytest.mark.parametrize("change", ["extra", "missing"])
+def test_a_tensor_left_over_or_missing_fails_loudly(damo_dir, tmp_path, change):
+    folder = shutil.copytree(damo_dir, tmp_path / "changed")
+    weights = load_file(str(folder / "model.safetensors"))
+    if change == "extra":
+        weights["model.vision_encoder.head.weight"] = torch.zeros(2, 2)
+    else:
+        weights.pop("model.mm_projector.readout.2.bias")
+    save_file(weights, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(UsageError, match="unexpected_keys" if change == "extra" else "missing_keys"):
+        VideoLlama3Textdom(pretrained=str(folder), device="cpu")
+
+
+def test_native_layout_loads_the_same_model(damo_dir, adapter, tmp_path):
+    from lmms_textdom.tiny.videollama3 import save_videollama3
+
+    native = VideoLlama3Textdom(pretrained=str(save_videollama3(tmp_path / "native", layout="native")), device="cpu")
+    ours, theirs = adapter.model.state_dict(), native.model.state_dict()
+    assert set(ours) == set(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+# ----- encoder vs the original's semantics ------------------------------------------------------------
+
+
+def original_features(weights: dict, config: dict, frames: np.ndarray, merge: int) -> torch.Tensor:
+    """DAMO's encoder + projector written from its semantics, float64: ``frames`` (t, C, H, W) normalised pixels.
+
+    Patches in the original processor's order (t, h/m, w/m, m, m, C, p, p); 2-D rotary with the height
+    frequencies then the width frequencies, each repeated twice; one attention block per frame
+    (an explicit block-diagonal mask); post-LN; merge = mean of each m x m group; Linear-GELU-Linear.
+    """
+    w = {k: v.double() for k, v in weights.items()}
+    vision = config["vision_encoder_config"]
+    p, dim, heads = vision["patch_size"], vision["hidden_size"], vision["num_attention_heads"]
+    head_dim = dim // heads
+    t, c, height, width = frames.shape
+    h, wd = height // p, width // p
+    patches = frames.reshape(t, c, h // merge, merge, p, wd // merge, merge, p).transpose(0, 2, 5, 3, 6, 1, 4, 7)
+    x = torch.from_numpy(np.ascontiguousarray(patches).reshape(-1, c, p, p)).double()
+    pre = "model.vision_encoder."
+    x = F.conv2d(x, w[pre + "embeddings.patch_embedding.weight"], w[pre + "embeddings.patch_embedding.bias"]).view(-1, dim)
+    rows = torch.arange(h)[:, None].expand(h, wd).reshape(h // merge, merge, wd // merge, merge).permute(0, 2, 1, 3).flatten()
+    cols = torch.arange(wd)[None, :].expand(h, wd).reshape(h // merge, merge, wd // merge, merge).permute(0, 2, 1, 3).flatten()
+    inv_freq = 1.0 / 10000 ** (torch.arange(0, head_dim // 2, 2, dtype=torch.float64) / (head_dim // 2))
+    angles = torch.cat([rows[:, None] * inv_freq, cols[:, None] * inv_freq], dim=-1).repeat(t, 1)
+    cos, sin = angles.cos().repeat(1, 2)[:, None], angles.sin().repeat(1, 2)[:, None]
+
+    def rotate(v):
+        half = v.shape[-1] // 2
+        return v * cos + torch.cat([-v[..., half:], v[..., :half]], dim=-1) * sin
+
+    frame_of = torch.arange(t).repeat_interleave(h * wd)
+    allowed = frame_of[:, None] == frame_of[None, :]
+
+    def linear(name, v):
+        return v @ w[name + ".weight"].T + w[name + ".bias"]
+
+    for i in range(vision["num_hidden_layers"]):
+        layer = f"{pre}encoder.layers.{i}."
+        y = F.layer_norm(x, (dim,), w[layer + "layer_norm1.weight"], w[layer + "layer_norm1.bias"], 1e-6)
+        q, k, v = (linear(layer + f"self_attn.{n}_proj", y).view(-1, heads, head_dim) for n in "qkv")
+        q, k = rotate(q), rotate(k)
+        scores = torch.einsum("qhd,khd->hqk", q, k) / head_dim**0.5
+        probs = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        x = x + linear(layer + "self_attn.out_proj", torch.einsum("hqk,khd->qhd", probs, v).reshape(-1, dim))
+        y = F.layer_norm(x, (dim,), w[layer + "layer_norm2.weight"], w[layer + "layer_norm2.bias"], 1e-6)
+        x = x + linear(layer + "mlp.fc2", F.gelu(linear(layer + "mlp.fc1", y), approximate="tanh"))
+    x = F.layer_norm(x, (dim,), w[pre + "post_layernorm.weight"], w[pre + "post_layernorm.bias"], 1e-6)
+    x = x.view(t * (h // merge) * (wd // merge), merge * merge, dim).mean(1)
+    return linear("model.mm_projector.readout.2", F.gelu(linear("model.mm_projector.readout.0", x)))
+
+
+def normalised_pixels(images) -> np.ndarray:
+    return np.stack([(np.asarray(i, dtype=np.float64) / 255 - 0.5) / 0.5 for i in images]).transpose(0, 3, 1, 2)
+
+
+def test_features_equal_the_original_encoder(damo_dir, adapter, tmp_path):
+    weights = load_file(str(damo_dir / "model.safetensors"))
+    config = json.loads((damo_dir / "config.json").read_text())
+    # sizes on the 14 / 28 grid and above the 16-token minimum: nothing is resized
+    image = random_image(4, 56).resize((84, 56))
+    clip = sample_clip(write_video(tmp_path / "clip.mp4", 30, (112, 140), 10))
+    encoded = encode_batch(adapter.tokenizer, [("a", [image]), ("b", [clip])])
+    model = copy.deepcopy(adapter.model).double()
+    inputs = {k: v.double() if v.is_floating_point() else v for k, v in encoded.inputs.items()}
+    with torch.no_grad():
+        image_features = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], inputs["image_merge_sizes"])
+        video_features = model.model.get_video_features(inputs["pixel_values_videos"], inputs["video_grid_thw"], inputs["video_merge_sizes"])
+    assert inputs["image_merge_sizes"].tolist() == [1] and inputs["video_merge_sizes"].tolist() == [2]
+    expected_image = original_features(weights, config, normalised_pixels([image]), merge=1)
+    expected_video = original_features(weights, config, normalised_pixels(clip.frames), merge=2)
+    assert expected_image.shape[0] == 4 * 6 and expected_video.shape[0] == 3 * 4 * 5
+    torch.testing.assert_close(torch.cat(image_features.pooler_output), expected_image, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat(video_features.pooler_output), expected_video, atol=1e-5, rtol=0)
+
+
+# ----- compression, frames, prompt ----------------------------------------------------------------------
+
+
+def test_the_token_budget_is_shared_as_the_original_shares_it():
+    # 180 frames of 720 x 1280 at merge 2 share 16384 * 28^2 pixels: 71,361 each, scale sqrt(921600 / 71361)
+    beta = math.sqrt(720 * 1280 / (16384 * 28 * 28 // 180))
+    assert target_sizes([(180, 720, 1280)], [2]) == [(math.floor(720 / beta / 28) * 28, math.floor(1280 / beta / 28) * 28)] == [(196, 336)]
+    # two 1000 x 1000 images at merge 1: 71 x 71 patches each (8192 tokens allowed each), rounded, not shrunk
+    assert target_sizes([(1, 1000, 1000), (1, 1000, 1000)], [1, 1]) == [(994, 994), (994, 994)]
+    assert target_sizes([(1, 3000, 3000)], [1]) == [(1792, 1792)]  # 128 x 128 = 16384 tokens
+    # tiny frames grow to the 16-token minimum: 56 x 84 -> 112 x 140
+    assert target_sizes([(3, 56, 84)], [2]) == [(112, 140)]
+    # an image with a video: one scale for all when the tokens (ceil per side) exceed the budget
+    mixed = target_sizes([(1, 2000, 2000), (100, 560, 560)], [1, 2])
+    beta = math.sqrt((143 * 143 + 100 * 20 * 20) / 16384)
+    assert mixed == [(math.floor(2000 / beta / 14) * 14,) * 2, (math.floor(560 / beta / 28) * 28,) * 2]
+
+
+def static_and_moving_frames() -> list[Image.Image]:
+    """112 x 140 frames (4 x 5 tokens, no resize): a fixed textured background, a square that moves, and a
+    frame that repeats the one before."""
+    background = (np.random.default_rng(7).random((112, 140, 3)) * 255).astype(np.uint8)
+    frames = []
+    for left in (0, 14, 14, 42):  # frame 2 == frame 1: nothing changes
+        pixels = background.copy()
+        pixels[10:24, left : left + 14] = 255
+        frames.append(Image.fromarray(pixels))
+    return frames
+
+
+def independent_compression_mask(frames: list[Image.Image], threshold: float = 0.1) -> torch.Tensor:
+    """The original rule on 28 x 28 pixel blocks of bfloat16-rounded normalised pixels, block by block."""
+    pixels = torch.from_numpy(normalised_pixels(frames)).to(torch.bfloat16).double()  # (t, C, H, W)
+    t, _, height, width = pixels.shape
+    keep = torch.zeros(t, height // 28, width // 28, dtype=torch.bool)
+    keep[0] = True
+    for f in range(1, t):
+        for r in range(height // 28):
+            for c in range(width // 28):
+                block = (pixels[f] - pixels[f - 1])[:, r * 28 : (r + 1) * 28, c * 28 : (c + 1) * 28]
+                keep[f, r, c] = block.abs().mean() * 255 > threshold
+        if not keep[f].any():
+            keep[f, 0, 0] = True  # at least one token per frame: the first
+    return keep.flatten()
+
+
+def test_compression_mask_equals_the_original_rule_and_the_prompt_holds_only_kept_tokens(adapter):
+    frames = static_and_moving_frames()
+    clip = Clip(frames, [0, 1, 2, 3], [0.0, 1.0, 2.0, 3.0])
+    encoded = encode_batch(adapter.tokenizer, [("what moves ?", [clip])])
+    mask = encoded.inputs["video_compression_mask"]
+    expected = independent_compression_mask(frames)
+    assert torch.equal(mask, expected)
+    per_frame = expected.view(4, -1).sum(1).tolist()
+    assert per_frame[0] == 20 and 0 < per_frame[1] < 20 and per_frame[2] == 1 and per_frame[3] < 20, per_frame
+    assert encoded.frame_tokens == per_frame
+    video_id = adapter.tokenizer.convert_tokens_to_ids(VIDEO_PAD)
+    assert int((encoded.inputs["input_ids"] == video_id).sum()) == int(expected.sum())
+    prompt = adapter.tokenizer.decode(encoded.inputs["input_ids"][0])
+    assert ",".join(f"Time {k}.0s:" + VIDEO_PAD * n for k, n in enumerate(per_frame)) + "\nwhat moves ?" in prompt
+    off = encode_batch(adapter.tokenizer, [("what moves ?", [clip])], compress=False)
+    assert off.inputs["video_compression_mask"].all() and off.frame_tokens == [20] * 4
+
+
+def ffmpeg_fps_frames(path, fps: float) -> list[np.ndarray]:
+    """The frames FFmpeg's own ``fps`` filter (round=down, as the original calls it) emits, through PyAV."""
+    import av
+
+    frames = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        source, sink = graph.add_buffer(template=stream), graph.add("buffersink")
+        rate = graph.add("fps", f"fps={fps}:round=down")
+        source.link_to(rate)
+        rate.link_to(sink)
+        graph.configure()
+        for frame in [*container.decode(stream), None]:
+            graph.push(frame)
+            while True:
+                try:
+                    frames.append(graph.pull().to_ndarray(format="rgb24"))
+                except (av.BlockingIOError, av.EOFError):
+                    break
+    return frames
+
+
+@pytest.mark.parametrize("fps,max_frames", [(1.0, 180), (3.0, 180), (7.0, 4)])
+def test_frames_and_timestamps_follow_ffmpegs_fps_filter(clip_path, fps, max_frames):
+    clip = sample_clip(clip_path, fps, max_frames)
+    reference = ffmpeg_fps_frames(clip_path, fps)
+    assert len(reference) == int(3.7 * fps)
+    chosen = np.linspace(0, len(reference) - 1, max_frames, dtype=int) if len(reference) > max_frames else np.arange(len(reference))
+    assert len(clip.frames) == len(chosen)
+    for frame, k, stamp in zip(clip.frames, chosen, clip.timestamps):
+        np.testing.assert_array_equal(np.asarray(frame), reference[k])
+        assert stamp == pytest.approx(k / fps)
+
+
+def test_prompt_timestamps_match_the_recorded_frames(adapter, clip_path):
+    request = Request("describe the video", [str(clip_path)], {}, {"max_new_tokens": NEW_TOKENS})
+    prepared = adapter.prepare([request])
+    (record,) = prepared.sample_settings
+    assert record["video_frames"] == [[9, 19, 29]]  # the last frame of each second, as FFmpeg's fps=1:round=down
+    prompt = adapter.tokenizer.decode(prepared.inputs["input_ids"][0])
+    assert [piece.split("s:")[0] for piece in prompt.split("Time ")[1:]] == ["0.0", "1.0", "2.0"]
+    assert record["video_timestamps"] == [[0.0, 1.0, 2.0]]
+    video = prepared.classes.names.index("video")
+    assert prepared.classes.counts()[0][video] == record["video_tokens"][0] <= record["video_tokens_uncompressed"][0]
+
+
+def eager_last_block_scores(tower, pixels, grid, merges) -> list[torch.Tensor]:
+    """Per merged token: the last block's eager attention weights (the model file's own function), averaged
+    over heads, summed over queries, averaged over the token's patches; one tensor per grid row."""
+    import sys
+
+    eager = copy.deepcopy(tower)
+    eager.set_attn_implementation("eager")
+    module = sys.modules[type(eager.encoder.layers[0].self_attn).__module__]
+    target, original, weights = eager.encoder.layers[-1].self_attn, module.eager_attention_forward, []
+
+    def spy(attention, *args, **kwargs):
+        output = original(attention, *args, **kwargs)
+        if attention is target:
+            weights.append(output[1])  # (1, heads, n, n) for one frame or image
+        return output
+
+    module.eager_attention_forward = spy
+    try:
+        with torch.no_grad():
+            eager(pixels, grid_thw=grid, merge_sizes=merges)
+    finally:
+        module.eager_attention_forward = original
+    received = torch.cat([w[0].double().mean(0).sum(0) for w in weights])
+    pieces = received.split(grid.prod(-1).tolist())
+    return [piece.view(-1, int(m) ** 2).mean(-1) for piece, m in zip(pieces, merges)]
+
+
+def test_pruning_scores_equal_the_last_blocks_eager_attention(adapter, clip_path):
+    from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
+
+    tower = adapter.model.model.vision_model
+    encoded = encode_batch(adapter.tokenizer, [("a", [random_image(2, 56).resize((84, 56)), random_image(3, 70)]), ("b", [sample_clip(clip_path)])])
+    scorer = LastBlockReceivedAttention(tower)
+    for kind, pixels in (("image", "pixel_values"), ("video", "pixel_values_videos")):
+        grid, merges = encoded.inputs[f"{kind}_grid_thw"], encoded.inputs[f"{kind}_merge_sizes"]
+        with scorer.recording():
+            tower(encoded.inputs[pixels], grid_thw=grid, merge_sizes=merges)  # the tower keeps its sdpa attention
+        expected = eager_last_block_scores(tower, encoded.inputs[pixels], grid, merges)
+        assert [len(s) for s in scorer.scores] == [int(g.prod()) // int(m) ** 2 for g, m in zip(grid, merges)]
+        for ours, reference in zip(scorer.scores, expected):
+            torch.testing.assert_close(ours.double(), reference, atol=1e-5, rtol=1e-6)
+
+
+# ----- probe vs eager -------------------------------------------------------------------------------------
+
+
+def probe_against_eager(model, inputs, classes):
+    with AttentionProbe(model, classes) as probe:
+        out = model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False)
+    prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
+    lengths = output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, model.generation_config.pad_token_id)
+    sequences, expected = eager_class_masses(model, inputs, classes.ids, len(classes.names), lengths, NEW_TOKENS)
+    assert torch.equal(sequences, out), "eager and probed generation chose different tokens"
+    for s, ref in zip(probe.stats(lengths), expected):
+        np.testing.assert_allclose(np.column_stack([s.mass, s.generated]), ref, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def mixed_requests(clip_path):
+    return [
+        Request("what is shown in the image ?", [random_image(1, 40).resize((60, 40))], {}, {}),
+        Request("describe the video", [str(clip_path)], {}, {}),
+    ]
+
+
+def test_probe_masses_equal_eager_attention_on_a_padded_image_and_video_batch(adapter, mixed_requests):
+    prepared = adapter.prepare(mixed_requests)
+    assert (prepared.inputs["attention_mask"][0] == 0).any(), "the batch must be padded"
+    probe_against_eager(adapter.model, prepared.inputs, prepared.classes)
+
+
+def test_probe_masses_equal_eager_attention_after_pruning_and_replication(damo_dir, mixed_requests):
+    edited = VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", prune_ratio=0.5, nontext_repeat=2)
+    prepared = edited.prepare(mixed_requests)
+    assert "inputs_embeds" in prepared.inputs
+    image, video = prepared.sample_settings
+    assert image["nontext_kept"] == kept_count(image["nontext_original"], 0.5)
+    # each frame is pruned on its own: the kept count is the sum of per-frame kept counts
+    frames = encode_batch(edited.tokenizer, [("x", [sample_clip(mixed_requests[1].visuals[0])])]).frame_tokens
+    assert video["nontext_original"] == sum(frames) and video["nontext_kept"] == sum(kept_count(n, 0.5) for n in frames)
+    assert prepared.classes.counts()[1][2] == 2 * video["nontext_kept"]
+    probe_against_eager(edited.model, prepared.inputs, prepared.classes)
+
+
+# ----- bad input ---------------------------------------------------------------------------------------------
+
+
+def test_unreadable_video_fails_early_naming_the_file(adapter, tmp_path):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(UsageError, match="cannot read video .*broken.mp4"):
+        adapter.prepare([Request("describe", [str(path)], {}, {})])
+
+
+def test_video_shorter_than_one_frame_at_fps_fails_early(adapter, tmp_path):
+    path = write_video(tmp_path / "short.mp4", 2, (56, 56), 8)  # 0.25 s
+    with pytest.raises(UsageError, match="shorter than one frame at fps=1.0.*raise fps"):
+        adapter.prepare([Request("describe", [str(path)], {}, {})])
+    assert len(sample_clip(path, fps=8).frames) == 2
+
+
+def test_a_checkpoint_of_another_family_is_refused_before_loading(tiny_qwen_dir):
+    with pytest.raises(UsageError, match="loads VideoLLaMA3 checkpoints.*model_type 'qwen2_5_vl'"):
+        VideoLlama3Textdom(pretrained=str(tiny_qwen_dir), device="cpu")
+
+
+def test_remote_code_is_refused(damo_dir):
+    with pytest.raises(UsageError, match="trust_remote_code must stay false"):
+        VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", trust_remote_code=True)
