@@ -75,3 +75,17 @@ def classify_tokens(
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}")
         ids[attention_mask == 0] = PAD
     return PositionClasses(names, ids)
+
+
+def mark_text_subclass(classes: PositionClasses, where: torch.Tensor, name: str) -> PositionClasses:
+    """``classes`` with the text positions in ``where`` moved to the text sub-class ``name`` (``text:<name>``).
+
+    Metrics still count them as text (``SampleStats``); the record keeps their counts and masses apart.
+    Non-text and padding positions are left as they are.
+    """
+    names = check_classes((*classes.names, name))
+    if not name.startswith(TEXT + ":"):
+        raise ValueError(f"a text sub-class is named {TEXT}:<name>, got {name!r}")
+    ids = classes.ids.clone()
+    ids[(ids == 0) & where.to(ids.device)] = len(names) - 1
+    return PositionClasses(names, ids)

@@ -14,14 +14,24 @@ import numpy as np
 TEXT = "text"
 #: Position classes the tool knows. "text" is every prompt position that is not one of the others.
 MODALITIES = (TEXT, "image", "video", "audio", "time_series", "graph")
+#: A text sub-class ``text:<name>`` (e.g. ``text:graph_marker``) is text for every metric, but its
+#: positions and masses are kept apart in the record, so a view can recompute figures either way.
+TEXT_SUBCLASS_PREFIX = TEXT + ":"
+
+
+def is_text_class(name: str) -> bool:
+    return name == TEXT or (name.startswith(TEXT_SUBCLASS_PREFIX) and name[len(TEXT_SUBCLASS_PREFIX) :].isidentifier())
 
 
 def check_classes(classes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Validate a class list: known names, no repeats, "text" first."""
+    """Validate a class list: known names or text sub-classes, no repeats, "text" first."""
     classes = tuple(classes)
-    unknown = [c for c in classes if c not in MODALITIES]
+    unknown = [c for c in classes if c not in MODALITIES and not is_text_class(c)]
     if unknown:
-        raise ValueError(f"unknown position class {unknown[0]!r}; known classes: {', '.join(MODALITIES)}")
+        raise ValueError(
+            f"unknown position class {unknown[0]!r}; known classes: {', '.join(MODALITIES)} and text sub-classes "
+            f"{TEXT_SUBCLASS_PREFIX}<name>"
+        )
     if len(set(classes)) != len(classes):
         raise ValueError(f"position classes must not repeat, got {list(classes)}")
     if not classes or classes[0] != TEXT:
@@ -75,18 +85,27 @@ class SampleStats:
         return self.mass.shape[0]
 
     @property
+    def text_columns(self) -> list[int]:
+        """Columns of "text" and its sub-classes; every other column is non-text."""
+        return [i for i, c in enumerate(self.classes) if is_text_class(c)]
+
+    @property
+    def nontext_columns(self) -> list[int]:
+        return [i for i, c in enumerate(self.classes) if not is_text_class(c)]
+
+    @property
     def text_count(self) -> int:
-        return self.counts[0]
+        return sum(self.counts[i] for i in self.text_columns)
 
     @property
     def nontext_count(self) -> int:
-        return sum(self.counts[1:])
+        return sum(self.counts[i] for i in self.nontext_columns)
 
     def text_mass(self, layers=slice(None)) -> float:
-        return float(self.mass[layers, 0].sum())
+        return float(self.mass[layers][..., self.text_columns].sum())
 
     def nontext_mass(self, layers=slice(None)) -> float:
-        return float(self.mass[layers, 1:].sum())
+        return float(self.mass[layers][..., self.nontext_columns].sum())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ MODELS = {
     "llava_next_textdom": "lmms_textdom.models.llava_next.adapter.LlavaNextTextdom",
     "qwen2_audio_textdom": "lmms_textdom.models.qwen2_audio.adapter.Qwen2AudioTextdom",
     "qwen2_5_vl_textdom": "lmms_textdom.models.qwen2_5_vl.adapter.Qwen25VLTextdom",
+    "graphgpt_textdom": "lmms_textdom.models.graphgpt.adapter.GraphGPTTextdom",
 }
 
 
