@@ -110,3 +110,22 @@ def node_features(table: torch.Tensor, node_list, where: str) -> torch.Tensor:
     if len(bad):
         raise UsageError(f"{where}: node id {int(bad[0])} is outside the feature table of {table.shape[0]} nodes")
     return table[ids]
+
+
+def add_convert_arguments(parser) -> None:
+    """``lmms-textdom graph-data convert SOURCE [--output PATH]``."""
+    sub = parser.add_subparsers(dest="graph_command", required=True)
+    convert = sub.add_parser("convert", help="graph_data_all.pt (torch_geometric pickle) -> plain-tensor safetensors, once")
+    convert.add_argument("source", type=Path, help="GraphGPT's graph_data_all.pt (hub Jiabin99/All_pyg_graph_data)")
+    convert.add_argument("--output", type=Path, help=f"where to write (default: {CONVERTED_NAME} next to the source)")
+
+
+def run_convert(args) -> Path:
+    output = convert_graph_data(args.source, args.output)
+    from safetensors import safe_open
+
+    with safe_open(str(output), framework="pt") as handle:
+        for key in sorted(handle.keys()):
+            print(f"{key}: {list(handle.get_slice(key).get_shape())} {handle.get_slice(key).get_dtype()}")
+    print(f"wrote {output}")
+    return output
