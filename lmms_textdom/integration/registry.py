@@ -22,6 +22,16 @@ MODELS = {
 }
 
 
+def model_class(model_id: str):
+    """The adapter class registered as ``model_id`` (imports lmms-eval)."""
+    import importlib
+
+    if model_id not in MODELS:
+        raise KeyError(f"unknown model {model_id!r}; registered: {', '.join(MODELS)}")
+    module, _, name = MODELS[model_id].rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def tasks_dir() -> Path:
     """The installed task folder (the repository's ``tasks/``, installed as ``lmms_textdom.tasks``)."""
     spec = importlib.util.find_spec("lmms_textdom.tasks")

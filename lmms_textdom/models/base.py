@@ -142,6 +142,11 @@ class TextdomModel(lmms):
         """Whether pruning or replication changes the non-text part of the input."""
         return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
 
+    @classmethod
+    def embedded_default(cls, cache) -> tuple[str, str, Any] | None:
+        """(pretrained, extra model_args, LMMS_TEXTDOM_DATA root) of a tiny offline setup for sweeps; None = none."""
+        return None
+
     # ----- helpers for families ------------------------------------------------------------------
 
     #: the checkpoints' ``model_type`` and what to call them in errors, e.g. ("llava", "LLaVA-1.5")
