@@ -38,3 +38,11 @@ def test_metrics_merge_the_subclass_into_text():
     assert summarize(split).values() == pytest.approx(summarize(merged).values())
     late = dominance(mass[2:, [0, 2]].sum(), mass[2:, 1].sum(), 12, 20)
     assert summarize(split).values()["mdi_late"] == pytest.approx(late.mdi)
+
+
+@pytest.mark.parametrize("layers", [slice(None), (0, 1), [2, 3], 3])
+def test_masses_take_every_layer_selection(layers):
+    mass = np.arange(12, dtype=float).reshape(4, 3)
+    stats = SampleStats(("text", "graph", "text:graph_marker"), (1, 1, 1), mass, np.zeros(4), rows=1, heads=1)
+    rows = mass[layers, :].reshape(-1, 3)
+    assert stats.text_mass(layers) == rows[:, [0, 2]].sum() and stats.nontext_mass(layers) == rows[:, 1].sum()

@@ -102,10 +102,10 @@ class SampleStats:
         return sum(self.counts[i] for i in self.nontext_columns)
 
     def text_mass(self, layers=slice(None)) -> float:
-        return float(self.mass[layers][..., self.text_columns].sum())
+        return float(self.mass[layers, :][..., self.text_columns].sum())
 
     def nontext_mass(self, layers=slice(None)) -> float:
-        return float(self.mass[layers][..., self.nontext_columns].sum())
+        return float(self.mass[layers, :][..., self.nontext_columns].sum())
 
     def to_dict(self) -> dict[str, Any]:
         return {
