@@ -245,3 +245,17 @@ def test_pruning_is_refused_with_the_reason(tmp_path):
 def test_other_checkpoints_are_refused(tiny_llava_dir):
     with pytest.raises(UsageError, match="loads GraphGPT checkpoints \\(model_type 'GraphLlama'\\); .* model_type 'llava'"):
         GraphGPTTextdom(pretrained=str(tiny_llava_dir), device="cpu")
+
+
+def test_a_tokenizer_without_the_graph_tokens_is_refused(tiny_graphgpt, tmp_path):
+    import shutil
+
+    from lmms_textdom.tiny.tokenizer import build_tokenizer
+
+    checkpoint, _ = tiny_graphgpt
+    copy = shutil.copytree(checkpoint, tmp_path / "no-graph-tokens")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (copy / name).unlink()
+    build_tokenizer().save_pretrained(copy)
+    with pytest.raises(UsageError, match="the tokenizer has no <g_patch>, <g_start>, <g_end> token"):
+        GraphGPTTextdom(pretrained=str(copy), device="cpu")

@@ -77,12 +77,22 @@ class GraphGPTTextdom(TextdomModel):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         config = self.checkpoint_config()
         model = LlamaForCausalLM.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
-        tokenizer = AutoTokenizer.from_pretrained(pretrained, revision=revision)
+        tokenizer = self._load_tokenizer()
         self.graph_tokens = self._graph_tokens(tokenizer, config)
         graph_weights = read_prefixed(pretrained, (PROJECTOR, TOWER), revision)
         self.tower = self._load_tower(strip(graph_weights, TOWER)).to(self.device).eval()
         self.projector = self._load_projector(strip(graph_weights, PROJECTOR), model.config.hidden_size).to(self.device).eval()
         return model, tokenizer
+
+    def _load_tokenizer(self):
+        try:
+            return AutoTokenizer.from_pretrained(self.args["pretrained"], revision=self.args["revision"])
+        except (ImportError, ValueError, OSError) as exc:
+            # GraphGPT ships Llama's sentencepiece tokenizer.model and no tokenizer.json
+            raise UsageError(
+                f"cannot load the tokenizer of {self.args['pretrained']}: {str(exc).splitlines()[0]}\n"
+                "A sentencepiece tokenizer.model needs: pip install sentencepiece protobuf"
+            ) from exc
 
     def _graph_tokens(self, tokenizer, config: dict) -> GraphTokens:
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PATCH, START, END)}
