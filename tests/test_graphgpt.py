@@ -259,3 +259,20 @@ def test_a_tokenizer_without_the_graph_tokens_is_refused(tiny_graphgpt, tmp_path
     build_tokenizer().save_pretrained(copy)
     with pytest.raises(UsageError, match="the tokenizer has no <g_patch>, <g_start>, <g_end> token"):
         GraphGPTTextdom(pretrained=str(copy), device="cpu")
+
+
+def test_missing_tower_weights_name_the_model_arg(tmp_path, tiny_graphgpt):
+    from lmms_textdom.tiny.graphgpt import save_graphgpt
+
+    checkpoint = save_graphgpt(tmp_path / "no-tower", tower_seed=None)
+    with pytest.raises(UsageError, match="holds no model.graph_tower.\\* weights: pass graph_tower="):
+        GraphGPTTextdom(pretrained=str(checkpoint), device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="is a folder without a .pkl file"):
+        GraphGPTTextdom(pretrained=str(checkpoint), device="cpu", graph_tower=str(tmp_path / "empty"))
+    # tower weights whose sizes do not fit the checkpoint's projector
+    from lmms_textdom.models.graphgpt.tower import TowerConfig
+
+    wide = save_graphclip(tmp_path / "wide", config=TowerConfig(gnn_input=16, att_d_model=16, gnn_output=24, gt_layers=1, head=8))
+    with pytest.raises(UsageError, match="graph_projector is 16 -> 32, but the tower gives 24"):
+        GraphGPTTextdom(pretrained=str(checkpoint), device="cpu", graph_tower=str(wide))

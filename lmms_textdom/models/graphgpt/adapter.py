@@ -76,12 +76,13 @@ class GraphGPTTextdom(TextdomModel):
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         config = self.checkpoint_config()
-        model = LlamaForCausalLM.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
+        # the small parts first, so that their errors come before the language model loads
         tokenizer = self._load_tokenizer()
         self.graph_tokens = self._graph_tokens(tokenizer, config)
         graph_weights = read_prefixed(pretrained, (PROJECTOR, TOWER), revision)
         self.tower = self._load_tower(strip(graph_weights, TOWER)).to(self.device).eval()
-        self.projector = self._load_projector(strip(graph_weights, PROJECTOR), model.config.hidden_size).to(self.device).eval()
+        self.projector = self._load_projector(strip(graph_weights, PROJECTOR), config["hidden_size"]).to(self.device).eval()
+        model = LlamaForCausalLM.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
         return model, tokenizer
 
     def _load_tokenizer(self):
