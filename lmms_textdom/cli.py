@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     add_table2_arguments(sub.add_parser("table2", help="MDI/AEI and accuracy against pruning ratio or replication factor (paper Table 2)"))
     add_knockout_arguments(sub.add_parser("knockout", help="accuracy and changed answers with a sliding window of layers cut off from the non-text input"))
     add_report_arguments(sub.add_parser("report", help="leaderboard (Markdown, CSV, HTML) and figures from lmms-eval outputs"))
+    from lmms_textdom.media.graphs import add_convert_arguments
+
+    add_convert_arguments(sub.add_parser("graph-data", help="GraphGPT node features: convert graph_data_all.pt once (needs torch_geometric)"))
     args = parser.parse_args(argv)
     if args.command == "demo":
         from lmms_textdom.demo import run_demo
@@ -41,6 +44,14 @@ def main(argv: list[str] | None = None) -> None:
             run_report(args)
         except UsageError as exc:
             parser.exit(2, f"lmms-textdom report: error: {exc}\n")
+    elif args.command == "graph-data":
+        from lmms_textdom.core.errors import UsageError
+        from lmms_textdom.media.graphs import run_convert
+
+        try:
+            run_convert(args)
+        except UsageError as exc:
+            parser.exit(2, f"lmms-textdom graph-data: error: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -168,3 +168,20 @@ def timeseries_data_root(tmp_path_factory):
     write_timeseries_exam_snapshot(root, rows=8)
     write_chatts_eval_files(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_graphgpt(tmp_path_factory):
+    """A tiny GraphGPT checkpoint folder (GraphLlama layout, .bin shards) and a GraphCLIP-GT folder with the same tower."""
+    from lmms_textdom.tiny.graphgpt import save_graphclip, save_graphgpt
+
+    root = tmp_path_factory.mktemp("graphgpt")
+    return save_graphgpt(root / "GraphGPT-tiny", tower_seed=1), save_graphclip(root / "clip_gt_arxiv_pub", seed=1)
+
+
+@pytest.fixture(scope="session")
+def graph_data_root(tmp_path_factory):
+    """Fabricated GraphGPT-eval-instruction files and converted node features; use as LMMS_TEXTDOM_DATA."""
+    from lmms_textdom.tiny.graph_data import write_graph_snapshot
+
+    return write_graph_snapshot(tmp_path_factory.mktemp("graphdata"))

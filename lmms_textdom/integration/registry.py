@@ -25,7 +25,18 @@ MODELS = {
     "kimi_vl_textdom": "lmms_textdom.models.kimi_vl.adapter.KimiVLTextdom",
     "chatts_textdom": "lmms_textdom.models.chatts.adapter.ChatTSTextdom",
     "videollama3_textdom": "lmms_textdom.models.videollama3.adapter.VideoLlama3Textdom",
+    "graphgpt_textdom": "lmms_textdom.models.graphgpt.adapter.GraphGPTTextdom",
 }
+
+
+def model_class(model_id: str):
+    """The adapter class registered as ``model_id`` (imports lmms-eval)."""
+    import importlib
+
+    if model_id not in MODELS:
+        raise KeyError(f"unknown model {model_id!r}; registered: {', '.join(MODELS)}")
+    module, _, name = MODELS[model_id].rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def tasks_dir() -> Path:

@@ -31,25 +31,6 @@ def mmmu_pro_data(cache: Path = DEFAULT_CACHE) -> Path:
     return root
 
 
-def tiny_chatts_checkpoint(cache: Path = DEFAULT_CACHE) -> Path:
-    from lmms_textdom.tiny.chatts import save_chatts
-
-    folder = cache / "models" / "tiny-chatts-0801"
-    if not (folder / "config.json").exists():
-        save_chatts(folder, "0801", num_layers=8)
-    return folder
-
-
-def timeseries_data(cache: Path = DEFAULT_CACHE) -> Path:
-    from lmms_textdom.tiny.timeseries_data import EXAM_REPO, write_chatts_eval_files, write_timeseries_exam_snapshot
-
-    root = cache / "data"
-    if not (root / EXAM_REPO / "README.md").exists():
-        write_timeseries_exam_snapshot(root, rows=16)
-        write_chatts_eval_files(root)
-    return root
-
-
 def offline_env(data_root: Path | None = None) -> dict[str, str]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if data_root is not None:

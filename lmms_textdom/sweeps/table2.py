@@ -11,21 +11,10 @@ from typing import Sequence
 from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.core.metrics import GROUPS
 from lmms_textdom.report.runs import headline_metric
-from lmms_textdom.integration.runner import (
-    DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_chatts_checkpoint, timeseries_data,
-    tiny_llava_checkpoint,
-)  # fmt: skip
+from lmms_textdom.integration.registry import model_class
+from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
-#: per model: its default task, and the embedded default (tiny checkpoint, fabricated data, what it is)
-EMBEDDED = {
-    "llava_hf_textdom": ("mmmu_pro_textdom", tiny_llava_checkpoint, mmmu_pro_data, "a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows"),
-    "chatts_textdom": (
-        "timeseries_reasoning_textdom", tiny_chatts_checkpoint, timeseries_data,
-        "a tiny ChatTS (0801 layout) with RANDOM weights on fabricated TimeSeriesExam1 rows",
-    ),
-}  # fmt: skip
-
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.2f}"
@@ -51,6 +40,17 @@ def setting_name(ratio: float, repeat: int) -> str:
     return ", ".join(parts)
 
 
+def embedded_setup(model: str, model_args: str) -> tuple[str, str, Path]:
+    """The model's own tiny offline setup (``TextdomModel.embedded_default``): pretrained, model_args, data root."""
+    from lmms_textdom.core.errors import UsageError
+
+    default = model_class(model).embedded_default(DEFAULT_CACHE)
+    if default is None:
+        raise UsageError(f"{model} has no embedded default: pass --pretrained (and the data via LMMS_TEXTDOM_DATA)")
+    pretrained, extra, data_root = default
+    return pretrained, ",".join(a for a in (extra, model_args) if a), data_root
+
+
 def run_table2(
     pretrained: str | None = None,
     tasks: str | None = None,
@@ -61,29 +61,29 @@ def run_table2(
     device: str = "cpu",
     model: str = "llava_hf_textdom",
     limit: int | None = None,
+    model_args: str = "",
+    gen_kwargs: str = "",
 ) -> str:
     """Run one evaluation per (ratio, repeat) and return the table; the embedded default without ``pretrained``."""
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "table2"
     if ratios is None:
         ratios = PAPER_RATIOS if tuple(repeats) == (1,) else (0.0,)
-    default_task, checkpoint, data, description = EMBEDDED.get(model, ("mmmu_pro_textdom", None, None, ""))
-    tasks = tasks or default_task
+    tasks = tasks or model_class(model).DEFAULT_TASK
     if pretrained is None:
-        if checkpoint is None:
-            raise SystemExit(f"table2: {model} has no embedded default; pass --pretrained (embedded: {', '.join(EMBEDDED)})")
-        pretrained = str(checkpoint())
-        env = offline_env(data())
-        print(f"Embedded default: {description}.\n", flush=True)
+        pretrained, model_args, data_root = embedded_setup(model, model_args)
+        env = offline_env(data_root)
+        print(f"Embedded default: a tiny {model} checkpoint with RANDOM weights on fabricated data.\n", flush=True)
     else:
         env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
     rows = []
     task = tasks.split(",")[0]
     for ratio, repeat in itertools.product(ratios, repeats):
         name = setting_name(ratio, repeat)
-        args = f"pretrained={pretrained},prune_ratio={ratio},nontext_repeat={repeat}"
+        args = f"pretrained={pretrained},prune_ratio={ratio},nontext_repeat={repeat}" + (f",{model_args}" if model_args else "")
         run_dir = output / f"r{ratio:g}_x{repeat}"
         print(f"running: {name} -> {run_dir}", flush=True)
         extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
+        extra += ["--gen_kwargs", gen_kwargs] if gen_kwargs else []
         command = lmms_eval_command(model, args, tasks, run_dir, *extra)
         command[command.index("--device") + 1] = device
         results = run_checked(command, env, run_dir, quiet=True)
@@ -96,18 +96,21 @@ def run_table2(
 
 def add_arguments(parser) -> None:
     parser.add_argument("--pretrained", help="checkpoint (hub id or folder); default: the tiny built-in model, offline")
-    parser.add_argument("--model", default="llava_hf_textdom", help=f"lmms-eval model id; embedded defaults: {', '.join(EMBEDDED)}")
-    parser.add_argument("--tasks", help="default: the model's own (mmmu_pro_textdom; timeseries_reasoning_textdom for chatts_textdom)")
+    parser.add_argument("--model", default="llava_hf_textdom", help="lmms-eval model id; without --pretrained, its tiny embedded default")
+    parser.add_argument("--tasks", help="default: the model's own task (DEFAULT_TASK of its adapter, e.g. mmmu_pro_textdom)")
     parser.add_argument("--ratios", type=float, nargs="+", help="pruning ratios (default 0 0.75 0.9 0.95; 0 with --repeats)")
     parser.add_argument("--repeats", type=int, nargs="+", default=[1], help="non-text replication factors, e.g. 1 5 10")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--limit", type=int, help="documents per task (quick looks only)")
+    parser.add_argument("--model-args", default="", help="further model_args, e.g. graph_tower=/path/clip_gt_arxiv_pub")
+    parser.add_argument("--gen-kwargs", default="", help="lmms-eval --gen_kwargs for every run, e.g. max_new_tokens=32")
     parser.add_argument("--output", type=Path, help="folder for the runs (default .textdom-cache/runs/table2)")
 
 
 def run_from_args(args) -> str:
     return run_table2(
         pretrained=args.pretrained, tasks=args.tasks, ratios=args.ratios, repeats=args.repeats, output=args.output,
-        batch_size=args.batch_size, device=args.device, model=args.model, limit=args.limit,
+        batch_size=args.batch_size, device=args.device, model=args.model, limit=args.limit, model_args=args.model_args,
+        gen_kwargs=args.gen_kwargs,
     )  # fmt: skip
