@@ -11,7 +11,7 @@ from lmms_textdom.integration.hook import METRIC_NAMES
 from lmms_textdom.tasks.iemocap.utils import doc_to_visual, load_sessions
 from tests.lmms_runs import results_of, run_cli, samples_of
 from tests.oracle import eager_class_masses
-from tests.test_lmms_eval_cli import _paper_values
+from tests.oracle import paper_values
 
 TASK = "iemocap_textdom"
 NEW_TOKENS = "8"  # the task asks 256 as Qwen2-Audio's eval does; a random tiny model rarely stops early
@@ -87,7 +87,7 @@ def test_sample_log_values_equal_eager_attention(plain_run, tiny_qwen2_audio_dir
         row = logged[doc_id]
         rows = row["textdom"]["stats"]["rows"]
         _, (masses,) = eager_class_masses(model, dict(inputs), class_ids, 2, [rows], max_new_tokens=int(NEW_TOKENS))
-        expected = _paper_values(masses, int((class_ids == 0).sum()), int(class_ids.sum()))
+        expected = paper_values(masses, int((class_ids == 0).sum()), int(class_ids.sum()))
         for key, value in expected.items():
             assert row[key] == pytest.approx(value, rel=1e-5), (doc_id, key)
         np.testing.assert_allclose(row["textdom"]["stats"]["mass"], masses[:, :2], atol=1e-4)

@@ -11,7 +11,8 @@ from lmms_textdom.core.metrics import AGGREGATIONS
 from lmms_textdom.report import html, render
 from lmms_textdom.report.duplicates import keep_latest
 from lmms_textdom.report.runs import load_runs
-from lmms_textdom.report.table import build_rows, caption
+from lmms_textdom.report.answer_views import EXTRA_COLUMNS
+from lmms_textdom.report.table import add_extra_cells, build_rows, caption, columns_with, extra_caption
 
 DEFAULT_OUT = Path("textdom-report")
 
@@ -23,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples per run; 0 = no intervals (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--layer-runs", nargs="+", metavar="TEXT", help='runs in the per-layer figure: text found in "model dataset setting"')
+    parser.add_argument(
+        "--columns", nargs="+", choices=sorted(EXTRA_COLUMNS), default=[],
+        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
+    )  # fmt: skip
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
     parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
 
@@ -36,6 +41,8 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     if not runs:
         raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
     rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
+    add_extra_cells(rows, args.columns, args.resamples, args.seed)
+    columns = columns_with(args.columns)
     notes = loaded.notes + duplicate_notes + table_notes
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -46,12 +53,17 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         figure_files, figure_notes = figures.draw_all(rows, args.aggregation, out / "figures", args.layer_runs)
         written += figure_files
         notes += figure_notes
+        from lmms_textdom.report import answer_figures
+
+        figure_files, figure_notes = answer_figures.draw(rows, args.resamples, args.seed, out / "figures")
+        written += figure_files
+        notes += figure_notes
     for note in notes:
         print(f"lmms-textdom report: {note}", file=sys.stderr)
-    title = caption(args.aggregation, args.resamples, args.seed)
-    print(render.markdown(rows, title, []))  # the notes went to stderr just above
-    written[0].write_text(render.markdown(rows, title, notes))
-    render.write_csv(rows, args.aggregation, written[1])
-    written[2].write_text(html.page(rows, title, notes))
+    title = caption(args.aggregation, args.resamples, args.seed) + extra_caption(args.columns)
+    print(render.markdown(rows, title, [], columns))  # the notes went to stderr just above
+    written[0].write_text(render.markdown(rows, title, notes, columns))
+    render.write_csv(rows, args.aggregation, written[1], columns)
+    written[2].write_text(html.page(rows, title, notes, columns))
     print("wrote:\n" + "\n".join(f"  {path}" for path in written))
     return written
