@@ -58,7 +58,10 @@ def test_sample_log_carries_binned_masses_and_text_parts(cot_run):
 def test_report_draws_the_answer_curve_and_the_text_parts(cot_report):
     out, _ = cot_report
     assert_drawn(out / "figures", "answer_position", "relative position in the answer", "MDI, late layers", "tiny-llava")
-    assert_drawn(out / "figures", "text_parts", "sink", "template", "task", "image")
+    # one run: a single panel stacking sink, template, task and image
+    svg = (out / "figures" / "text_parts.svg").read_text()
+    assert all(name in svg for name in ("sink", "template", "task", "image", "share of the attention on the prompt"))
+    assert svg.count('id="FillBetweenPolyCollection_') == 4  # one band per part
 
 
 def test_optional_columns_equal_hand_computation(cot_run, cot_report):

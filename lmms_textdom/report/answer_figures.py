@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from lmms_textdom.core.metrics import GROUPS, METRICS
 from lmms_textdom.report.answer_views import answer_curve, text_part_shares
@@ -67,6 +68,7 @@ def text_parts(rows: list[Row], out_dir: Path) -> list[Path]:
         ax.stackplot(layers, np.nan_to_num(shares), labels=names, colors=[c or f"C{i + 3}" for i, c in enumerate(colours)], alpha=0.85)
         ax.set_ylim(0, 1)
         ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(row.label, fontsize=9)
     axes[0].set_ylabel("share of the attention on the prompt")
     figure.suptitle("Where the attention goes: text sub-classes and non-text classes per layer (mean over samples)")
