@@ -150,3 +150,20 @@ def test_offsets_without_a_fast_tokenizer_come_from_decoding(tiny_qwen):
             return tok.decode(ids)
 
     assert token_offsets(Slow(), text) == token_offsets(tok, text)
+
+
+def test_a_processor_token_the_prompt_lacks_is_template_and_named(tiny_qwen, caplog):
+    """Tokens that do not match the prompt's own tokenization stay template; the rest keep their part."""
+    _, processor = tiny_qwen
+    tok = processor.tokenizer
+    question = "which option is correct ? the first"
+    prompt = processor.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    extra = tok.convert_tokens_to_ids("<|vision_end|>")
+    ids = torch.cat([ids[:, :2], torch.tensor([[extra]]), ids[:, 2:]], dim=1)  # one token the prompt never had
+    with caplog.at_level("WARNING"):
+        classes = with_text_parts(classify_tokens(ids, {}), ids, [prompt], [question], tok)
+    assert "text parts" in caplog.text
+    assert tok.decode(ids[0][classes.subclasses[TASK][0]]).replace(" ", "") == question.replace(" ", "")
+    assert bool(classes.subclasses[TEMPLATE][0, 2])
+    assert_partition(classes)

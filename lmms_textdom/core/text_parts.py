@@ -75,8 +75,11 @@ def _task_tokens(tokenizer, prompt: str, pieces: Sequence[str], skip: set[int], 
     ids, offsets = token_offsets(tokenizer, prompt)
     kept = [(t, span) for t, span in zip(ids, offsets) if t not in skip]
     in_task = [any(a < hi and b > lo for lo, hi in spans) for _, (a, b) in kept]
+    kept_ids = [t for t, _ in kept]
+    if kept_ids == text_ids:  # every family so far
+        return in_task
     out = [False] * len(text_ids)
-    matcher = difflib.SequenceMatcher(None, [t for t, _ in kept], text_ids, autojunk=False)
+    matcher = difflib.SequenceMatcher(None, kept_ids, text_ids, autojunk=False)
     matched = 0
     for block in matcher.get_matching_blocks():
         out[block.b : block.b + block.size] = in_task[block.a : block.a + block.size]

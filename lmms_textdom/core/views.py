@@ -16,8 +16,8 @@ from typing import Sequence
 from lmms_textdom.core.metrics import GROUPS, MISSING, Dominance, dominance, layer_groups
 from lmms_textdom.core.stats import TEXT, SampleStats
 
-#: The text sub-classes every family marks (``analysis``-free names, see ``core/text_parts.py``).
-SINK, TEMPLATE, TASK = "sink", "template", "task"
+#: The task's own text, as ``core/text_parts.py`` names it (not imported: that module needs torch).
+TASK = "task"
 
 
 def _slot_dominance(stats: SampleStats, group: str, slots: Sequence[int], text_column: str = TEXT, text_count: int | None = None) -> Dominance:
