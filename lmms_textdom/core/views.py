@@ -20,15 +20,14 @@ from lmms_textdom.core.stats import TEXT, SampleStats
 TASK = "task"
 
 
-def _slot_dominance(stats: SampleStats, group: str, slots: Sequence[int], text_column: str = TEXT, text_count: int | None = None) -> Dominance:
+def _slot_dominance(stats: SampleStats, group: str, slots: Sequence[int]) -> Dominance:
     steps = stats.stepwise
     g = list(steps.groups).index(group)
     if int(steps.rows[list(slots)].sum()) == 0:
         return MISSING
     mass = steps.mass[g][list(slots)].sum(axis=0)
     nontext = sum(mass[steps.column(c)] for c in stats.classes[1:])
-    count = stats.text_count if text_count is None else text_count
-    return dominance(float(mass[steps.column(text_column)]), float(nontext), count, stats.nontext_count)
+    return dominance(float(mass[steps.column(TEXT)]), float(nontext), stats.text_count, stats.nontext_count)
 
 
 def step_dominance(stats: SampleStats, group: str) -> list[Dominance]:
@@ -83,10 +82,3 @@ def content_values(stats: SampleStats) -> dict[str, float | None]:
         out[f"content_aei_{g}"] = d.aei
     return out
 
-
-def content_step_dominance(stats: SampleStats, group: str) -> list[Dominance]:
-    """The content variant per slot."""
-    if stats.stepwise is None or TASK not in stats.subclass_mass or stats.subclass_counts[TASK] == 0:
-        return []
-    slots = stats.stepwise.head + stats.stepwise.bins
-    return [_slot_dominance(stats, group, [s], TASK, stats.subclass_counts[TASK]) for s in range(slots)]
