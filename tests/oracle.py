@@ -91,3 +91,29 @@ def paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, flo
         out[f"mdi_{group}"] = (a_t / n_text) / (a_o / n_image)
         out[f"aei_{group}"] = a_t / (n_text / (n_text + n_image))
     return out
+
+
+def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=()):
+    """Like ``eager_class_masses`` but per output row: per sample an (rows, layers, classes + 1 + subclasses)
+    array; the trailing columns are the masses on each (batch, seq) bool mask of ``subclasses``."""
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    out = eager.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True
+    )
+    prompt_len = class_ids.shape[1]
+    num_layers = len(out.attentions[0])
+    result = []
+    for b, n in enumerate(lengths):
+        masses = np.zeros((n, num_layers, num_classes + 1 + len(subclasses)))
+        for t, step in enumerate(out.attentions[:n]):
+            for layer, attn in enumerate(step):
+                row = attn[b, :, -1, :].double().sum(0)
+                padded = torch.cat([row.new_zeros(prompt_len + t - row.shape[0]), row])
+                for c in range(num_classes):
+                    masses[t, layer, c] = padded[:prompt_len][class_ids[b] == c].sum().item()
+                masses[t, layer, num_classes] = padded[prompt_len:].sum().item()
+                for j, mask in enumerate(subclasses):
+                    masses[t, layer, num_classes + 1 + j] = padded[:prompt_len][mask[b]].sum().item()
+        result.append(masses)
+    return out.sequences, result

@@ -17,7 +17,8 @@ Two paths compute that row's softmax, exactly the same way:
   the keys of the current call at once, since later calls no longer hold them.
 
 Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
-per generated token, kept per row until ``stats`` sums them; no sequence x sequence matrix exists.
+per generated token, kept per row until ``stats`` sums them (and bins them over the answer,
+``core/stepwise.py``); no sequence x sequence matrix exists.
 
     with AttentionProbe(model, classes) as probe:
         out = model.generate(**inputs)
@@ -39,7 +40,9 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMa
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.metrics import layer_groups
 from lmms_textdom.core.stats import SampleStats
+from lmms_textdom.core.stepwise import GENERATED, StepMasses
 
 try:  # flex attention hands over a BlockMask instead of a tensor
     from torch.nn.attention.flex_attention import BlockMask
@@ -467,6 +470,8 @@ class _Recorder:
             raise ValueError(f"lengths must be {batch} integers in [0, {total}], got {lengths}")
         counts = self.classes.counts()
         sub_counts = self.classes.subclass_counts()
+        groups = layer_groups(self.num_layers)
+        columns = (*self.classes.names, GENERATED, *self.classes.subclasses)
         out = []
         for b, n in enumerate(lengths):
             summed = data[:n, :, b, :].sum(axis=0)
@@ -482,6 +487,7 @@ class _Recorder:
                     subclass_mass={
                         name: summed[:, self.num_classes + 1 + j] for j, name in enumerate(self.classes.subclasses)
                     },
+                    stepwise=StepMasses.from_rows(data[:n, :, b, :], groups, columns),
                 )
             )
         return out

@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from lmms_textdom.core.stepwise import StepMasses
+
 TEXT = "text"
 #: Position classes the tool knows. "text" is every prompt position that is not one of the others.
 MODALITIES = (TEXT, "image", "video", "audio", "time_series", "graph")
@@ -43,6 +45,8 @@ class SampleStats:
                   optional named subsets of the text positions (e.g. numbers written as text), with
                   their position count and per-layer mass. Their mass is already part of the text
                   column; they are kept apart for views beyond the headline metrics, which ignore them.
+    stepwise      optional: the same rows' masses binned over the answer per layer group
+                  (``core/stepwise.py``); None when the probe did not keep them.
     """
 
     classes: tuple[str, ...]
@@ -53,6 +57,7 @@ class SampleStats:
     heads: int
     subclass_counts: Mapping[str, int] = field(default_factory=dict)
     subclass_mass: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stepwise: StepMasses | None = None
 
     def __post_init__(self) -> None:
         classes = check_classes(self.classes)
@@ -76,6 +81,10 @@ class SampleStats:
         object.__setattr__(self, "rows", int(self.rows))
         object.__setattr__(self, "heads", int(self.heads))
         self._check_subclasses(mass)
+        if self.stepwise is not None:
+            expected = (*classes, "generated", *self.subclass_mass)
+            if self.stepwise.columns != expected or int(self.stepwise.rows[self.stepwise.head :].sum()) != self.rows:
+                raise ValueError(f"stepwise masses must have columns {list(expected)} and bin all {self.rows} rows")
 
     def _check_subclasses(self, mass: np.ndarray) -> None:
         if set(self.subclass_counts) != set(self.subclass_mass):
@@ -126,6 +135,8 @@ class SampleStats:
                 name: {"of": TEXT, "count": self.subclass_counts[name], "mass": self.subclass_mass[name].tolist()}
                 for name in self.subclass_mass
             }
+        if self.stepwise is not None:
+            out["stepwise"] = self.stepwise.to_dict()
         return out
 
     @classmethod
@@ -139,4 +150,5 @@ class SampleStats:
             heads=data["heads"],
             subclass_counts={name: sub["count"] for name, sub in data.get("subclasses", {}).items()},
             subclass_mass={name: sub["mass"] for name, sub in data.get("subclasses", {}).items()},
+            stepwise=StepMasses.from_dict(data["stepwise"]) if "stepwise" in data else None,
         )

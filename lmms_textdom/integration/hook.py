@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
 from lmms_textdom.core.stats import SampleStats
+from lmms_textdom.core.views import content_values, decay_values, step_dominance
 
 __all__ = [
     "METRIC_NAMES", "encode_payload", "is_payload", "split_response", "textdom_metrics", "with_textdom",
@@ -75,8 +76,25 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
     }
     if stats.subclass_mass:
         detail["text_subclasses"] = text_subclass_shares(stats)
+        detail["content"] = content_values(stats)
+    if stats.stepwise is not None:
+        detail["stepwise"] = stepwise_values(stats)
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail}
+
+
+def stepwise_values(stats: SampleStats) -> dict[str, Any]:
+    """Per layer group, MDI and AEI per slot of the binned answer (head rows, then bins), and the decay."""
+    per_group = {g: step_dominance(stats, g) for g in GROUPS}
+    return {
+        "slots": {"head": stats.stepwise.head, "bins": stats.stepwise.bins},
+        **{m: {g: [_short(getattr(d, m)) for d in per_group[g]] for g in GROUPS} for m in METRICS},
+        "decay": decay_values(stats),
+    }
+
+
+def _short(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")
 
 
 def text_subclass_shares(stats: SampleStats) -> dict[str, dict]:

@@ -11,7 +11,8 @@ from lmms_textdom.core.metrics import AGGREGATIONS
 from lmms_textdom.report import html, render
 from lmms_textdom.report.duplicates import keep_latest
 from lmms_textdom.report.runs import load_runs
-from lmms_textdom.report.table import build_rows, caption
+from lmms_textdom.report.answer_views import EXTRA_COLUMNS
+from lmms_textdom.report.table import add_extra_cells, build_rows, caption, columns_with, extra_caption
 
 DEFAULT_OUT = Path("textdom-report")
 
@@ -24,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument("--layer-runs", nargs="+", metavar="TEXT", help='runs in the per-layer figure: text found in "model dataset setting"')
     parser.add_argument("--key-layers", nargs="+", type=int, metavar="LAYER", help="layers in the key projection figure (runs with key_stats; default: first, middle, last)")
+    parser.add_argument(
+        "--columns", nargs="+", choices=sorted(EXTRA_COLUMNS), default=[],
+        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
+    )  # fmt: skip
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
     parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
 
@@ -37,6 +42,8 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     if not runs:
         raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
     rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
+    add_extra_cells(rows, args.columns, args.resamples, args.seed)
+    columns = columns_with(args.columns)
     notes = loaded.notes + duplicate_notes + table_notes
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -47,6 +54,11 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         figure_files, figure_notes = figures.draw_all(rows, args.aggregation, out / "figures", args.layer_runs)
         written += figure_files
         notes += figure_notes
+        from lmms_textdom.report import answer_figures
+
+        figure_files, figure_notes = answer_figures.draw(rows, args.resamples, args.seed, out / "figures")
+        written += figure_files
+        notes += figure_notes
     from lmms_textdom.report import key_space
 
     key_files, key_notes, key_table = key_space.write(rows, out, not args.no_figures, args.key_layers)
@@ -54,12 +66,12 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     notes += key_notes
     for note in notes:
         print(f"lmms-textdom report: {note}", file=sys.stderr)
-    title = caption(args.aggregation, args.resamples, args.seed)
-    print(render.markdown(rows, title, []))  # the notes went to stderr just above
+    title = caption(args.aggregation, args.resamples, args.seed) + extra_caption(args.columns)
+    print(render.markdown(rows, title, [], columns))  # the notes went to stderr just above
     if key_table:
         print(key_table)
-    written[0].write_text(render.markdown(rows, title, notes))
-    render.write_csv(rows, args.aggregation, written[1])
-    written[2].write_text(html.page(rows, title, notes))
+    written[0].write_text(render.markdown(rows, title, notes, columns))
+    render.write_csv(rows, args.aggregation, written[1], columns)
+    written[2].write_text(html.page(rows, title, notes, columns))
     print("wrote:\n" + "\n".join(f"  {path}" for path in written))
     return written

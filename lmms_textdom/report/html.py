@@ -70,9 +70,9 @@ def cell(row: Row, key: str, numeric: bool) -> str:
     return f'<td{css} data-key="{key}" data-value="{escape("" if value is None else str(value))}">{shown}</td>'
 
 
-def page(rows: list[Row], caption: str, notes: list[str]) -> str:
-    head = "".join(f'<th data-key="{c.key}" data-numeric="{int(c.numeric)}" title="sort by {escape(c.header)}">{escape(c.header)}</th>' for c in COLUMNS)
-    body = "\n".join("<tr>" + "".join(cell(row, c.key, c.numeric) for c in COLUMNS) + "</tr>" for row in rows)
+def page(rows: list[Row], caption: str, notes: list[str], columns=COLUMNS) -> str:
+    head = "".join(f'<th data-key="{c.key}" data-numeric="{int(c.numeric)}" title="sort by {escape(c.header)}">{escape(c.header)}</th>' for c in columns)
+    body = "\n".join("<tr>" + "".join(cell(row, c.key, c.numeric) for c in columns) + "</tr>" for row in rows)
     notes_html = "<h2>Notes</h2>\n<ul>\n" + "\n".join(f"<li>{escape(n)}</li>" for n in notes) + "\n</ul>\n" if notes else ""
     return f"""<!DOCTYPE html>
 <html lang="en">

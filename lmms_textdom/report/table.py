@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
-from lmms_textdom.report import bootstrap
+from lmms_textdom.report import answer_views, bootstrap
 from lmms_textdom.report.duplicates import identity
 from lmms_textdom.report.progress import Progress
 from lmms_textdom.report.runs import Run
@@ -19,6 +19,8 @@ from lmms_textdom.core.stats import TEXT, MODALITIES
 
 #: MDI / AEI cells in the paper's order: early MDI, early AEI, middle MDI, ...
 CELL_KEYS = tuple(f"{m}_{g}" for g in GROUPS for m in METRICS)
+#: Cells of the optional column sets (``--columns``), beyond the paper's layout.
+EXTRA_KEYS = tuple(k for keys in answer_views.EXTRA_COLUMNS.values() for k in keys)
 #: Sample x resample draws above which the bootstrap reports progress without being asked.
 LARGE_BOOTSTRAP = 20_000_000
 
@@ -109,7 +111,7 @@ class Row:
 
     def number(self, key: str) -> float | str | None:
         """The sortable value of a column."""
-        if key in CELL_KEYS:
+        if key in CELL_KEYS or key in EXTRA_KEYS:
             return self.cells[key].value if key in self.cells else None
         if key == "accuracy":
             return self.run.accuracy
@@ -119,7 +121,7 @@ class Row:
 
     def text(self, key: str) -> str:
         """The displayed value of a column ("-" where there is none)."""
-        if key in CELL_KEYS:
+        if key in CELL_KEYS or key in EXTRA_KEYS:
             cell = self.cells.get(key, Cell(None))
             if cell.value is None:
                 return "-"
@@ -186,3 +188,24 @@ def build_rows(runs: list[Run], aggregation: str, resamples: int, seed: int, sho
             rows.append(Row(run, {}, None, ""))
         progress.advance()
     return sorted(rows, key=row_order), notes
+
+
+def columns_with(extra: list[str]) -> tuple[Column, ...]:
+    """The paper's columns with the chosen optional sets inserted before accuracy."""
+    added = tuple(Column(k, answer_views.HEADERS[k], True) for name in extra for k in answer_views.EXTRA_COLUMNS[name])
+    cut = [c.key for c in COLUMNS].index("accuracy")
+    return COLUMNS[:cut] + added + COLUMNS[cut:]
+
+
+def add_extra_cells(rows: list[Row], extra: list[str], resamples: int, seed: int) -> None:
+    """Fill the optional columns' cells of the rows with sample logs."""
+    if not extra:
+        return
+    for row in rows:
+        if row.run.samples:
+            found = answer_views.extra_cells(row.run.samples, extra, resamples, seed, repr(identity(row.run)))
+            row.cells.update({k: Cell(*v) for k, v in found.items()})
+
+
+def extra_caption(extra: list[str]) -> str:
+    return "".join(f" {answer_views.CAPTIONS[name]}; mean of per-sample values." for name in extra)

@@ -20,12 +20,13 @@ import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
 
 from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.chatts.config import ChatTSConfig, read_chatts_config
 from lmms_textdom.models.chatts.encoder import load_encoder
-from lmms_textdom.models.chatts.inputs import TIME_SERIES, batch_tensors, lay_out
+from lmms_textdom.models.chatts.inputs import PLACEHOLDER, TIME_SERIES, batch_tensors, lay_out, marker_ids
 
 class ChatTSLanguageModel(Qwen2ForCausalLM):
     """transformers' Qwen2ForCausalLM, told that the checkpoint's ``ts_encoder.*`` keys are read elsewhere."""
@@ -96,6 +97,9 @@ class ChatTSTextdom(TextdomModel):
             series += encoded
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids, mask, classes = batch_tensors(layouts, pad_id)
+        # the task's text is cut at its placeholders, whose <ts/> the sequence leaves out
+        pieces = [r.context.split(PLACEHOLDER) for r in batch]
+        classes = with_text_parts(classes, ids, [l.prompt for l in layouts], pieces, self.tokenizer, marker_ids(self.tokenizer)[1:])
         embeds = self.model.get_input_embeddings()(ids.to(self.device))
         ts_class = classes.names.index(TIME_SERIES)
         if series:  # encoder outputs in batch order fill the time-series slots in the same order

@@ -90,6 +90,7 @@ class SampleLayout:
     is_series: list[bool]
     in_prefix: list[bool]
     patch_counts: list[int]
+    prompt: str = ""  # the chat prompt these tokens come from (value prefixes written in)
 
 
 def lay_out(question: str, series: Sequence, release: str, tokenizer, patch_size: int, max_length: int | None):
@@ -117,7 +118,7 @@ def lay_out(question: str, series: Sequence, release: str, tokenizer, patch_size
     starts = [i for i, t in enumerate(ids) if t == start_id]
     if len(starts) != len(series) or any(i + 1 >= len(ids) or ids[i + 1] != end_id for i in starts) or ids.count(end_id) != len(series):
         raise UsageError(f"the prompt must hold {START} and {END} only as {PLACEHOLDER} pairs, one per series")
-    layout = SampleLayout([], [], [], [])
+    layout = SampleLayout([], [], [], [], prompt)
     cursor = 0
     for start, values in zip([*starts, len(ids)], [*encoded, None]):
         for i in range(cursor, start):

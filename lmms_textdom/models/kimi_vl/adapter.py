@@ -19,6 +19,7 @@ from PIL import Image
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.editing.received_attention import RasterReceivedScorer
 from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
@@ -78,6 +79,7 @@ class KimiVLTextdom(TextdomModel):
         images = [v for r in batch for v in r.visuals]
         inputs = self.processor(prompts, images)
         classes = classify_tokens(inputs["input_ids"], {"image": self.processor.media_pad_id}, inputs["attention_mask"])
+        classes = with_text_parts(classes, inputs["input_ids"], prompts, [r.context for r in batch], self.tokenizer)
         if not self.edits_nontext or not images:
             return Prepared(inputs, classes)
         return self.edited_inputs(inputs, classes)

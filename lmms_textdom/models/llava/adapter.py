@@ -15,6 +15,7 @@ from transformers import LlavaForConditionalGeneration
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.editing.pruning import ClsAttentionCapture, feature_layer_attention
@@ -74,6 +75,7 @@ class LlavaHfTextdom(TextdomModel):
         images = [image.convert("RGB") for r in batch for image in r.visuals]
         inputs = self.processor(text=texts, images=images or None, return_tensors="pt", padding=True)
         classes = classify_tokens(inputs["input_ids"], {"image": self.model.config.image_token_id}, inputs["attention_mask"])
+        classes = with_text_parts(classes, inputs["input_ids"], texts, [r.context for r in batch], self.tokenizer)
         if not self.edits_nontext or not images:
             return Prepared(dict(inputs), classes)
         return self.edited_inputs(inputs, classes)

@@ -23,6 +23,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import FPS, NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg, frame_sampling_arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.layout import content_order
@@ -128,6 +129,7 @@ class Qwen25VLTextdom(TextdomModel):
         inputs = build_inputs(self.processor, prompts, images, videos, per_video_pixels=[self.frame_pixels(v) for v in videos])
         token_ids = self.processor.tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, VIDEO_TOKEN])
         classes = classify_tokens(inputs["input_ids"], dict(zip(("image", "video"), token_ids)), inputs["attention_mask"])
+        classes = with_text_parts(classes, inputs["input_ids"], prompts, [r.context for r in batch], self.tokenizer)
         frames = iter(v.indices for v in videos)
         per_sample = [{"content_order": self.order(k)} for k in kinds]
         for settings, k in zip(per_sample, kinds):

@@ -17,6 +17,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from lmms_textdom.media.audio import clip_at_rate
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.editing.sequence import edit_nontext
@@ -63,6 +64,7 @@ class Qwen2AudioTextdom(TextdomModel):
         texts = [self.prompt(r.context, len(r.visuals)) for r in batch]
         inputs = self.processor(text=texts, audio=clips or None, sampling_rate=rate, return_tensors="pt", padding=True)
         classes = classify_tokens(inputs["input_ids"], {"audio": self.model.config.audio_token_index}, inputs["attention_mask"])
+        classes = with_text_parts(classes, inputs["input_ids"], texts, [r.context for r in batch], self.tokenizer)
         if not self.edits_nontext or not clips:
             return Prepared(dict(inputs), classes)
         return self.edited_inputs(inputs, classes)
