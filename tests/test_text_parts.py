@@ -12,11 +12,13 @@ from lmms_textdom.core.text_parts import PARTS, SINK, TASK, TEMPLATE, token_offs
 from lmms_textdom.core.views import content_values
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.chatts.adapter import ChatTSTextdom
+from lmms_textdom.models.graphgpt.adapter import GraphGPTTextdom
 from lmms_textdom.models.kimi_vl.adapter import KimiVLTextdom
 from lmms_textdom.models.llava.adapter import LlavaHfTextdom
 from lmms_textdom.models.llava_next.adapter import LlavaNextTextdom
 from lmms_textdom.models.qwen2_5_vl.adapter import Qwen25VLTextdom
 from lmms_textdom.models.qwen2_audio.adapter import Qwen2AudioTextdom
+from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
 from lmms_textdom.tiny.llava_next import save_llava_next
 from tests.conftest import audio_item, random_image
 
@@ -39,6 +41,15 @@ def family_requests(family, tiny_videos):
             Request("compare <ts><ts/> with <ts><ts/> : which option is correct ?", [series(1), series(2, 20)], {}, NEW),
             Request("what is shown in <ts><ts/> ? answer : a b c d", [series(3)], {}, NEW),
         ]
+    elif family == "graphgpt":
+        from tests.test_graphgpt import link_items, node_items, request_of
+
+        return [
+            Request(r.context, r.visuals, r.doc, NEW)
+            for r in (request_of(node_items("cora", "std", 1, seed=3)[0]), request_of(link_items(1, seed=5)[0]))
+        ]  # fmt: skip
+    elif family == "videollama3":
+        visuals = [[random_image(1, 40), str(tiny_videos[0])], [random_image(3, 40)]]
     else:
         visuals = [[random_image(s, 40) for s in (1, 2, 3)], [random_image(4, 40)]]
     return [Request(q, v, {}, NEW) for q, v in zip(QUESTIONS, visuals)]
@@ -51,6 +62,12 @@ def checkpoints(tmp_path_factory, request):
             return save_llava_next(tmp_path_factory.mktemp("next") / "tiny-llava-next")
         if family == "chatts":
             return request.getfixturevalue("tiny_chatts_dirs")["0801"]
+        if family == "graphgpt":
+            return request.getfixturevalue("tiny_graphgpt")[0]
+        if family == "videollama3":
+            from lmms_textdom.tiny.videollama3 import save_videollama3
+
+            return save_videollama3(tmp_path_factory.mktemp("vl3") / "tiny-videollama3", layout="damo")
         name = {"llava": "tiny_llava_dir", "qwen2_5_vl": "tiny_qwen_dir", "qwen2_audio": "tiny_qwen2_audio_dir", "kimi_vl": "tiny_kimi_dir"}
         return request.getfixturevalue(name[family])
 
@@ -60,6 +77,7 @@ def checkpoints(tmp_path_factory, request):
 ADAPTERS = {
     "llava": LlavaHfTextdom, "llava_next": LlavaNextTextdom, "qwen2_5_vl": Qwen25VLTextdom,
     "qwen2_audio": Qwen2AudioTextdom, "kimi_vl": KimiVLTextdom, "chatts": ChatTSTextdom,
+    "graphgpt": GraphGPTTextdom, "videollama3": VideoLlama3Textdom,
 }  # fmt: skip
 
 
@@ -81,7 +99,7 @@ def test_task_text_is_found_and_parts_partition_the_text_mass(family, checkpoint
     for b, r in enumerate(requests):
         real = (classes.ids[b] != -1).nonzero().flatten()
         assert classes.subclasses[SINK][b].nonzero().flatten().tolist() == [int(real[0])]
-        if ids is None:  # embeddings (ChatTS): the layout's token ids are not in the inputs
+        if ids is None:  # embeddings (ChatTS, GraphGPT): the layout's token ids are not in the inputs
             continue
         task = tok.decode(ids[b][classes.subclasses[TASK][b]]).strip()
         pieces = [p.strip() for p in r.context.split("<ts><ts/>")]

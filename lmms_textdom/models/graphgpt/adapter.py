@@ -24,7 +24,7 @@ from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.graphgpt.checkpoint import PROJECTOR, TOWER, llama_config, read_config, read_graphclip, read_prefixed, strip
 from lmms_textdom.models.graphgpt.inputs import GraphTokens, build_inputs, tokenize
-from lmms_textdom.models.graphgpt.prompt import END, PATCH, START, check_graph_count, conversation, expand_graphs
+from lmms_textdom.models.graphgpt.prompt import END, GRAPH, PATCH, START, check_graph_count, conversation, expand_graphs
 from lmms_textdom.models.graphgpt.tower import GraphTransformer, TowerConfig
 
 GRAPH_TOWER = Arg(
@@ -161,16 +161,19 @@ class GraphGPTTextdom(TextdomModel):
         return self.projector(self.tower(x.to(self.device), edges.to(self.device)))
 
     def prepare(self, batch: list[Request]) -> Prepared:
-        prompts, features = [], []
+        prompts, texts, features = [], [], []
         for number, request in enumerate(batch):
             where = f"request {request.doc.get('id', number)}"
             check_graph_count(request.context, len(request.visuals), where)  # before any graph is encoded
             graphs = [self.graph_features(g, where) for g in request.visuals]
-            prompts.append(tokenize(self.tokenizer, conversation(expand_graphs(request.context, [g.shape[0] for g in graphs])), self.graph_tokens))
+            texts.append(conversation(expand_graphs(request.context, [g.shape[0] for g in graphs])))
+            prompts.append(tokenize(self.tokenizer, texts[-1], self.graph_tokens))
             features.append(graphs)
+        task_pieces = [r.context.split(GRAPH) for r in batch]
         with torch.inference_mode():
             inputs, classes, counts = build_inputs(
                 self.model.get_input_embeddings(), prompts, features, self.graph_tokens,
                 repeat=self.args["nontext_repeat"], last_graph_only=self.args["faithful_lp_bug"],
+                text_parts=(texts, task_pieces, self.tokenizer),
             )  # fmt: skip
         return Prepared(inputs, classes, counts)

@@ -10,6 +10,7 @@ import torch
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.editing.sequence import edit_nontext, left_pad_stack
 
 GRAPH_CLASS = "graph"
@@ -48,14 +49,15 @@ def graph_starts(ids: torch.Tensor, tokens: GraphTokens, sizes: Sequence[int]) -
 
 def build_inputs(
     embed, prompts_ids: Sequence[list[int]], features: Sequence[Sequence[torch.Tensor]], tokens: GraphTokens,
-    repeat: int = 1, last_graph_only: bool = False,
+    repeat: int = 1, last_graph_only: bool = False, text_parts: tuple | None = None,
 ) -> tuple[dict[str, torch.Tensor], PositionClasses, list[dict]]:
     """(inputs_embeds + attention_mask, classes, per-sample counts) for a left-padded batch.
 
     ``features[b][j]`` is graph j of sample b, projected: one row per node, spliced over that graph's
     ``<g_patch>`` slots. ``last_graph_only`` keeps upstream's splice, where only the last graph of a
     prompt gets its features and the others keep the ``<g_patch>`` embedding. ``repeat`` writes each
-    graph's node span ``repeat`` times in place (text unchanged).
+    graph's node span ``repeat`` times in place (text unchanged). ``text_parts`` = (prompt strings,
+    task text pieces, tokenizer) adds the sink / template / task sub-classes beside the markers.
     """  # fmt: skip
     rows = [torch.tensor(ids, dtype=torch.long) for ids in prompts_ids]
     ids = left_pad_stack(rows, tokens.pad)
@@ -78,4 +80,6 @@ def build_inputs(
         counts = [{**c, **e} for c, e in zip(counts, edit_counts)]
     markers = torch.isin(ids, torch.tensor([tokens.start, tokens.end]))
     classes = PositionClasses(classes.names, classes.ids, subclasses={MARKER_SUBCLASS: markers & (classes.ids == 0)})
+    if text_parts is not None:
+        classes = with_text_parts(classes, ids, *text_parts)
     return {"inputs_embeds": embeds, "attention_mask": mask.to(device)}, classes, counts

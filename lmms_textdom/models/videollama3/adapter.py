@@ -20,6 +20,7 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 from lmms_textdom.core.errors import UsageError
+from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, Arg
@@ -92,6 +93,7 @@ class VideoLlama3Textdom(TextdomModel):
         classes = classify_tokens(
             inputs["input_ids"], {"image": config.image_token_id, "video": config.video_token_id}, inputs["attention_mask"]
         )
+        classes = with_text_parts(classes, inputs["input_ids"], encoded.prompts, [r.context for r in batch], self.tokenizer)
         if not self.edits_nontext or not (encoded.image_tokens or encoded.frame_tokens):
             return Prepared(inputs, classes, encoded.per_sample)
         prepared = self.edited_inputs(inputs, classes, encoded.image_tokens, encoded.frame_tokens)

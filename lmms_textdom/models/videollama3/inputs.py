@@ -120,6 +120,7 @@ class Encoded:
     image_tokens: list[int] = field(default_factory=list)  # per image, batch order
     frame_tokens: list[int] = field(default_factory=list)  # kept tokens per video frame, batch order
     per_sample: list[dict] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)  # the chat prompts tokenized, for the text parts
 
 
 def encode_batch(tokenizer, requests: Sequence[tuple[str, list]], max_tokens: int = MAX_VISUAL_TOKENS,
@@ -150,6 +151,7 @@ def encode_batch(tokenizer, requests: Sequence[tuple[str, list]], max_tokens: in
                 record.setdefault(key, []).append(value)
         prompts.append(chat_prompt(texts, text))
         encoded.per_sample.append(record)
+    encoded.prompts = prompts
     tokens = tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
     encoded.inputs = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
     for kind, items, merge in (("image", images, IMAGE_MERGE), ("video", videos, VIDEO_MERGE)):
