@@ -271,6 +271,7 @@ class _Recorder:
         self._softcap: list[float | None] = [None] * num_layers
         # deferred state: query rows since step ``_pending_from``, each layer's latest keys, each step's mask
         self._queries: list[torch.Tensor | None] = [None] * num_layers
+        self._slots: list[list[torch.Tensor] | None] = [None] * num_layers
         self._keys: list[torch.Tensor | None] = [None] * num_layers
         self._pending_from = 0
         self._kv_lens: list[int] = []
@@ -348,10 +349,11 @@ class _Recorder:
             first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
             self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
             return
-        queries = self._queries[layer]
-        if queries is None:
-            queries = self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
-        queries[step - self._pending_from].copy_(query[:, :, -1])
+        slots = self._slots[layer]
+        if slots is None:
+            self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
+            slots = self._slots[layer] = list(self._queries[layer])  # one view per step: no indexing per call
+        slots[step - self._pending_from].copy_(query.select(2, -1))
         self._keys[layer] = key  # the cache's own tensor: no copy
         if attention_mask is not self._step_mask_source:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
@@ -412,6 +414,7 @@ class _Recorder:
         self.flush()
         self._keys = [None] * self.num_layers
         self._queries = [None] * self.num_layers
+        self._slots = [None] * self.num_layers
         self.cache = None
 
     # ----- afterwards -----------------------------------------------------------------------------
