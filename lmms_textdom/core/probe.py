@@ -204,12 +204,14 @@ def _row_bias(mask, kv_len: int) -> torch.Tensor | None:
 
 
 def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) -> torch.Tensor:
-    """(batch or 1, 1 or heads, rows, width) additive bias of several rows: each row's own mask,
-    and -inf on keys beyond that row's position."""
-    if all(m is None for m in masks):
+    """(batch or 1, 1 or heads, rows, columns) additive bias of several rows for the last ``columns``
+    of ``width`` keys: each row's own mask, and -inf on keys beyond that row's position."""
+    if all(m is None for m in masks):  # no padding: each row sees every key up to its own position
+        first = min(kv_lens)  # columns before it are visible to every row: a bias of 0, left out
         limit = torch.tensor(kv_lens, device=device)[:, None]
-        visible = torch.arange(width, device=device)[None, :] < limit
-        return torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))[None, None]
+        visible = torch.arange(first, width, device=device)[None, :] < limit
+        bias = torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))
+        return bias[None, None]
     biases = [_row_bias(m, n) for m, n in zip(masks, kv_lens)]
     heads = max(1 if b is None else b.shape[1] for b in biases)
     out = torch.full((batch, heads, len(masks), width), float("-inf"), dtype=torch.float32, device=device)
@@ -231,7 +233,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
     # (batch, kv_heads, group * rows, head_dim): one plain batched matmul per KV head
     q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim)
     if bias is not None:
-        bias = bias.reshape(bias.shape[0], -1, 1, rows, width) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, width)
+        columns = bias.shape[-1]
+        bias = bias.reshape(bias.shape[0], -1, 1, rows, columns) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, columns)
     per_head = 4 * batch * width * (head_dim + group * rows)
     head_chunk = max(1, min(kv_heads, PASS_BUDGET_BYTES // per_head))
     out = None
@@ -241,8 +244,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
         scores = scores.view(batch, -1, group, rows, width)
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
-        if bias is not None:
-            scores = scores + (bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk])
+        if bias is not None:  # it covers the last columns only
+            scores[..., width - columns :] += bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk]
         summed = scores.softmax(-1).sum(dim=(1, 2))
         out = summed if out is None else out.add_(summed)
     return out
@@ -329,11 +332,13 @@ class _Recorder:
         self.deferred[layer] = reason is None
         return reason is None
 
-    @torch.no_grad()
     def record(self, module, query, key, attention_mask, kwargs) -> None:
         layer = self.layer_of.get(module)
         if layer is None:
             return
+        if torch.is_grad_enabled():  # generate runs without; a no_grad context per call would cost more than the stash
+            with torch.no_grad():
+                return self.record(module, query, key, attention_mask, kwargs)
         if layer == self.first_layer:
             self._start_step(query, key)
         elif not self.steps:
@@ -386,6 +391,7 @@ class _Recorder:
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
 
+    @torch.no_grad()
     def flush(self) -> None:
         """Score the stashed rows of every deferred layer: one batched pass per layer."""
         start, end = self._pending_from, self.steps
