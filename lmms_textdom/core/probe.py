@@ -231,7 +231,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
     kv_heads, width = key.shape[1], key.shape[2]
     group = heads // kv_heads
     # (batch, kv_heads, group * rows, head_dim): one plain batched matmul per KV head
-    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim)
+    # scaled here: the rows are far smaller than their scores
+    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim).float() * scaling
     if bias is not None:
         columns = bias.shape[-1]
         bias = bias.reshape(bias.shape[0], -1, 1, rows, columns) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, columns)
@@ -240,7 +241,7 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
     out = None
     for h in range(0, kv_heads, head_chunk):
         k = key[:, h : h + head_chunk].float()
-        scores = torch.matmul(q[:, h : h + head_chunk].float(), k.transpose(-1, -2)).mul_(scaling)
+        scores = torch.matmul(q[:, h : h + head_chunk], k.transpose(-1, -2))
         scores = scores.view(batch, -1, group, rows, width)
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
