@@ -227,12 +227,14 @@ def _row_bias(mask, kv_len: int) -> torch.Tensor | None:
 
 
 def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) -> torch.Tensor:
-    """(batch or 1, 1 or heads, rows, width) additive bias of several rows: each row's own mask,
-    and -inf on keys beyond that row's position."""
-    if all(m is None for m in masks):
+    """(batch or 1, 1 or heads, rows, columns) additive bias of several rows for the last ``columns``
+    of ``width`` keys: each row's own mask, and -inf on keys beyond that row's position."""
+    if all(m is None for m in masks):  # no padding: each row sees every key up to its own position
+        first = min(kv_lens)  # columns before it are visible to every row: a bias of 0, left out
         limit = torch.tensor(kv_lens, device=device)[:, None]
-        visible = torch.arange(width, device=device)[None, :] < limit
-        return torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))[None, None]
+        visible = torch.arange(first, width, device=device)[None, :] < limit
+        bias = torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))
+        return bias[None, None]
     biases = [_row_bias(m, n) for m, n in zip(masks, kv_lens)]
     heads = max(1 if b is None else b.shape[1] for b in biases)
     out = torch.full((batch, heads, len(masks), width), float("-inf"), dtype=torch.float32, device=device)
@@ -252,20 +254,22 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
     kv_heads, width = key.shape[1], key.shape[2]
     group = heads // kv_heads
     # (batch, kv_heads, group * rows, head_dim): one plain batched matmul per KV head
-    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim)
+    # scaled here: the rows are far smaller than their scores
+    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim).float() * scaling
     if bias is not None:
-        bias = bias.reshape(bias.shape[0], -1, 1, rows, width) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, width)
+        columns = bias.shape[-1]
+        bias = bias.reshape(bias.shape[0], -1, 1, rows, columns) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, columns)
     per_head = 4 * batch * width * (head_dim + group * rows)
     head_chunk = max(1, min(kv_heads, PASS_BUDGET_BYTES // per_head))
     out = None
     for h in range(0, kv_heads, head_chunk):
         k = key[:, h : h + head_chunk].float()
-        scores = torch.matmul(q[:, h : h + head_chunk].float(), k.transpose(-1, -2)).mul_(scaling)
+        scores = torch.matmul(q[:, h : h + head_chunk], k.transpose(-1, -2))
         scores = scores.view(batch, -1, group, rows, width)
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
-        if bias is not None:
-            scores = scores + (bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk])
+        if bias is not None:  # it covers the last columns only
+            scores[..., width - columns :] += bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk]
         summed = scores.softmax(-1).sum(dim=(1, 2))
         out = summed if out is None else out.add_(summed)
     return out
@@ -295,6 +299,7 @@ class _Recorder:
         self._softcap: list[float | None] = [None] * num_layers
         # deferred state: query rows since step ``_pending_from``, each layer's latest keys, each step's mask
         self._queries: list[torch.Tensor | None] = [None] * num_layers
+        self._slots: list[list[torch.Tensor] | None] = [None] * num_layers
         self._keys: list[torch.Tensor | None] = [None] * num_layers
         self._pending_from = 0
         self._kv_lens: list[int] = []
@@ -354,11 +359,13 @@ class _Recorder:
         self.deferred[layer] = reason is None
         return reason is None
 
-    @torch.no_grad()
     def record(self, module, query, key, attention_mask, kwargs) -> None:
         layer = self.layer_of.get(module)
         if layer is None:
             return
+        if torch.is_grad_enabled():  # generate runs without; a no_grad context per call would cost more than the stash
+            with torch.no_grad():
+                return self.record(module, query, key, attention_mask, kwargs)
         if layer == self.first_layer:
             self._start_step(query, key)
         elif not self.steps:
@@ -374,10 +381,11 @@ class _Recorder:
             first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
             self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
             return
-        queries = self._queries[layer]
-        if queries is None:
-            queries = self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
-        queries[step - self._pending_from].copy_(query[:, :, -1])
+        slots = self._slots[layer]
+        if slots is None:
+            self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
+            slots = self._slots[layer] = list(self._queries[layer])  # one view per step: no indexing per call
+        slots[step - self._pending_from].copy_(query.select(2, -1))
         self._keys[layer] = key  # the cache's own tensor: no copy
         if attention_mask is not self._step_mask_source:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
@@ -412,6 +420,7 @@ class _Recorder:
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
 
+    @torch.no_grad()
     def flush(self) -> None:
         """Score the stashed rows of every deferred layer: one batched pass per layer."""
         start, end = self._pending_from, self.steps
@@ -440,6 +449,7 @@ class _Recorder:
         self.flush()
         self._keys = [None] * self.num_layers
         self._queries = [None] * self.num_layers
+        self._slots = [None] * self.num_layers
         self.cache = None
 
     # ----- afterwards -----------------------------------------------------------------------------
