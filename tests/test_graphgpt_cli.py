@@ -123,8 +123,9 @@ def test_sample_log_values_equal_eager_attention(plain_run, tiny_graphgpt, graph
         doc = docs[doc_id]
         prepared = adapter.prepare([Request(doc_to_text(doc), doc_to_visual(doc), doc, {})])
         stats = logged[doc_id]["textdom"]["stats"]
-        _, (masses,) = eager_class_masses(
-            adapter.model, dict(prepared.inputs), prepared.classes.ids, 3, [stats["rows"]], max_new_tokens=NEW_TOKENS
-        )
+        ids = prepared.classes.ids.clone()
+        ids[prepared.classes.subclasses["graph_marker"]] = 2  # the markers apart: text, graph, markers
+        _, (masses,) = eager_class_masses(adapter.model, dict(prepared.inputs), ids, 3, [stats["rows"]], max_new_tokens=NEW_TOKENS)
         assert stats["counts"] == list(prepared.classes.counts()[0])
-        np.testing.assert_allclose(stats["mass"], masses[:, :3], atol=1e-4)
+        np.testing.assert_allclose(stats["mass"], np.column_stack([masses[:, 0] + masses[:, 2], masses[:, 1]]), atol=1e-4)
+        np.testing.assert_allclose(stats["subclasses"]["graph_marker"]["mass"], masses[:, 2], atol=1e-4)
