@@ -35,9 +35,10 @@ def middle_is_image(inputs) -> PositionClasses:
     return PositionClasses(("text", "image"), ids)
 
 
-def assert_matches_eager(model, inputs, classes, pad_token_id, path="deferred", **generate_kwargs):
+def assert_matches_eager(model, inputs, classes, pad_token_id, path=None, **generate_kwargs):
+    """``path``: the probe path expected (``deferred``, ``inline``, ``mixed``), None = not checked."""
     out, probe = probe_generate(model, inputs, classes, **generate_kwargs)
-    assert probe.path == path, probe.inline_layers
+    assert path is None or probe.path == path, probe.inline_layers
     prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0  # no prompt ids from embeddings
     lengths = output_lengths(out[:, prompt_len:], model.generation_config.eos_token_id, pad_token_id)
     stats = probe.stats(lengths)
@@ -53,7 +54,7 @@ def test_llava_single_prompt_matches_eager(tiny_llava, llava_batch):
     model, processor = tiny_llava
     one = {k: v[1:] for k, v in llava_batch.items() if k != "pixel_values"} | {"pixel_values": llava_batch["pixel_values"][1:]}
     classes = classify_tokens(one["input_ids"], {"image": model.config.image_token_id}, one["attention_mask"])
-    stats, lengths = assert_matches_eager(model, one, classes, processor.tokenizer.pad_token_id)
+    stats, lengths = assert_matches_eager(model, one, classes, processor.tokenizer.pad_token_id, path="deferred")
     assert stats[0].counts[1] == 25 and stats[0].rows == lengths[0] > 0
     # Every output row carries one unit of mass per head, spread over prompt and generated tokens.
     totals = stats[0].mass.sum(1) + stats[0].generated
@@ -64,7 +65,7 @@ def test_llava_left_padded_batch_matches_eager(tiny_llava, llava_batch):
     model, processor = tiny_llava
     assert (llava_batch["attention_mask"][0] == 0).any(), "fixture must contain left padding"
     classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
-    stats, _ = assert_matches_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id)
+    stats, _ = assert_matches_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id, path="deferred")
     pad = int((llava_batch["attention_mask"][0] == 0).sum())
     assert stats[0].counts[0] + stats[0].counts[1] == llava_batch["input_ids"].shape[1] - pad
 
@@ -179,13 +180,13 @@ def test_rows_scored_in_several_deferred_passes_match_eager(tiny_llava, llava_ba
     monkeypatch.setattr(probe_module, "FLUSH_STEPS", 2)  # 6 tokens: passes after steps 2, 4 and at the end
     model, processor = tiny_llava
     classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
-    assert_matches_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id)
+    assert_matches_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id, path="deferred")
 
 
 def test_static_cache_is_deferred_and_matches_eager(tiny_llama):
     model, tok = tiny_llama
     inputs, classes = llama_padded_batch(tok)
-    assert_matches_eager(model, inputs, classes, tok.pad_token_id, cache_implementation="static")
+    assert_matches_eager(model, inputs, classes, tok.pad_token_id, path="deferred", cache_implementation="static")
 
 
 def test_no_cache_runs_inline_and_matches_eager(tiny_llama):
@@ -222,7 +223,7 @@ def test_any_registered_attention_function_runs_inside_the_probe(tiny_llama):
     out, _ = probe_generate(custom, inputs, classes)
     assert counting_sdpa.calls == NEW_TOKENS * model.config.num_hidden_layers, "the model's own function must compute the output"
     assert torch.equal(out, plain)
-    assert_matches_eager(custom, inputs, classes, tok.pad_token_id)
+    assert_matches_eager(custom, inputs, classes, tok.pad_token_id, path="deferred")
     assert text_attention_implementation(custom) == "counting_sdpa"
 
 

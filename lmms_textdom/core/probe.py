@@ -248,7 +248,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
 
     query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
     (None: every key visible).
-    Grouped by KV head, so grouped-query attention repeats no keys; chunked to ``PASS_BUDGET_BYTES``.
+    Grouped by KV head, so grouped-query attention repeats no keys; KV heads in chunks of about
+    ``PASS_BUDGET_BYTES`` of scratch (at least one head per chunk).
     """
     rows, batch, heads, head_dim = query.shape
     kv_heads, width = key.shape[1], key.shape[2]
