@@ -63,6 +63,19 @@ def window_order(tower: torch.nn.Module, grid_thw: torch.Tensor) -> torch.Tensor
     return get_vision_window_index(grid_thw, tower.spatial_merge_size, tower.window_size, tower.patch_size)[0]
 
 
+def received_by_rotary_block(attention, q: torch.Tensor, k: torch.Tensor, call: dict) -> torch.Tensor:
+    """Per-patch attention received in a rotary ViT block, from its q and k projections' outputs.
+
+    ``attention``: the block's attention module (``num_heads``, ``head_dim``, ``scaling``);
+    ``call``: the keyword arguments it was called with (``position_embeddings`` = (cos, sin) in the
+    rotate-half form, ``cu_seqlens`` = the attention segments). Recomputed in float32.
+    """
+    q, k = (x.float().reshape(x.shape[0], attention.num_heads, attention.head_dim) for x in (q, k))
+    cos, sin = (t.float().unsqueeze(-2) for t in call["position_embeddings"])
+    q, k = (x * cos + rotate_half(x) * sin for x in (q, k))
+    return received_attention(q, k, call["cu_seqlens"].tolist(), attention.scaling)
+
+
 class ReceivedAttentionScorer:
     """Scores every merged token of each image (or video) a windowed ViT encodes while recording.
 
@@ -89,12 +102,8 @@ class ReceivedAttentionScorer:
 
     @torch.no_grad()
     def _on_qkv(self, module, args, output):
-        a = self.attention
-        qkv = output.float().view(output.shape[0], 3, a.num_heads, a.head_dim)
-        cos, sin = (t.float().unsqueeze(-2) for t in self._call["position_embeddings"])
-        q, k = (x * cos + rotate_half(x) * sin for x in (qkv[:, 0], qkv[:, 1]))
-        bounds = self._call["cu_seqlens"].tolist()
-        self.patch_scores = received_attention(q, k, bounds, a.scaling)
+        qkv = output.view(output.shape[0], 3, -1)
+        self.patch_scores = received_by_rotary_block(self.attention, qkv[:, 0], qkv[:, 1], self._call)
 
     def _merged_scores(self) -> list[torch.Tensor]:
         unit = self.tower.spatial_merge_size**2
@@ -169,11 +178,7 @@ class RasterReceivedScorer:
 
     @torch.no_grad()
     def _on_key(self, module, args, output):
-        a = self.attention
-        q, k = (x.float().view(x.shape[0], a.num_heads, a.head_dim) for x in (self._query, output))
-        cos, sin = (t.float().unsqueeze(-2) for t in self._call["position_embeddings"])
-        q, k = (x * cos + rotate_half(x) * sin for x in (q, k))
-        self.patch_scores = received_attention(q, k, self._call["cu_seqlens"].tolist(), a.scaling)
+        self.patch_scores = received_by_rotary_block(self.attention, self._query, output, self._call)
 
     @contextmanager
     def recording(self):

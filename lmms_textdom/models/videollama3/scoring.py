@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lmms_textdom.editing.received_attention import received_attention, rotate_half
+from lmms_textdom.editing.received_attention import received_by_rotary_block
 
 
 class LastBlockReceivedAttention:
@@ -39,10 +39,7 @@ class LastBlockReceivedAttention:
     def _on_attention(self, module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
         a = self.attention
-        q, k = (proj(hidden).float().view(hidden.shape[0], a.num_heads, a.head_dim) for proj in (a.q_proj, a.k_proj))
-        cos, sin = (t.float().unsqueeze(-2) for t in kwargs["position_embeddings"])
-        q, k = (x * cos + rotate_half(x) * sin for x in (q, k))
-        self.patch_scores = received_attention(q, k, kwargs["cu_seqlens"].tolist(), a.scaling)
+        self.patch_scores = received_by_rotary_block(a, a.q_proj(hidden), a.k_proj(hidden), kwargs)
 
     def _merged(self) -> list[torch.Tensor]:
         pieces = self.patch_scores.split(self._grid.prod(-1).tolist())
