@@ -39,7 +39,8 @@ if new:
 PY
 } | tee "$report"
 
-"$venv/bin/python" -m pytest -q -rf -p no:cacheprovider ${PYTEST_ARGS:-} > "$work/pytest.txt" 2>&1
+eval "extra=(${PYTEST_ARGS:-})"  # e.g. PYTEST_ARGS='-m "not slow"'
+"$venv/bin/python" -m pytest -q -rf -p no:cacheprovider "${extra[@]}" > "$work/pytest.txt" 2>&1
 status=$?
 {
     echo "suite: exit $status"
