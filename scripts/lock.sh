@@ -10,8 +10,8 @@ tools="$(mktemp -d)"
 trap 'rm -rf "$tools"' EXIT
 python3 -m venv "$tools/venv"
 "$tools/venv/bin/python" -m pip install -q --disable-pip-version-check "pip-tools==7.6.2"
-"$tools/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
-    --no-emit-index-url --no-emit-find-links --upgrade --custom-compile-command "make lock" \
+CUSTOM_COMPILE_COMMAND="make lock" "$tools/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
+    --no-emit-index-url --no-emit-find-links --upgrade \
     -o requirements/cpu.lock requirements/cpu.in
 "$tools/venv/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
     "lmms-eval==$lmms_eval_version" -d "$tools/wheel"

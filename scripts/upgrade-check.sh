@@ -39,8 +39,9 @@ if new:
 PY
 } | tee "$report"
 
+# its own --basetemp: a pytest run elsewhere on the machine would otherwise prune its temp folders
 eval "extra=(${PYTEST_ARGS:-})"  # e.g. PYTEST_ARGS='-m "not slow"'
-"$venv/bin/python" -m pytest -q -rf -p no:cacheprovider "${extra[@]}" > "$work/pytest.txt" 2>&1
+"$venv/bin/python" -m pytest -q -rf -p no:cacheprovider --basetemp "$work/pytest" "${extra[@]}" > "$work/pytest.txt" 2>&1
 status=$?
 {
     echo "suite: exit $status"
