@@ -277,3 +277,37 @@ def test_missing_tower_weights_name_the_model_arg(tmp_path, tiny_graphgpt):
     wide = save_graphclip(tmp_path / "wide", config=TowerConfig(gnn_input=16, att_d_model=16, gnn_output=24, gt_layers=1, head=8))
     with pytest.raises(UsageError, match="graph_projector is 16 -> 32, but the tower gives 24"):
         GraphGPTTextdom(pretrained=str(checkpoint), device="cpu", graph_tower=str(wide))
+
+
+def test_the_checkpoints_sentencepiece_tokenizer_model_loads(tiny_graphgpt, tmp_path, requests_mixed):
+    """GraphGPT ships Llama's sentencepiece ``tokenizer.model`` (no tokenizer.json) plus the three graph tokens."""
+    import io
+    import shutil
+
+    import sentencepiece
+
+    from lmms_textdom.tiny.tokenizer import CORPUS
+
+    checkpoint, graphclip = tiny_graphgpt
+    folder = tmp_path / "GraphGPT-sentencepiece"
+    shutil.copytree(checkpoint, folder)
+    (folder / "tokenizer.json").unlink()
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(CORPUS) * 3), model_writer=model, vocab_size=380, byte_fallback=True,
+        character_coverage=1.0, model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+    )  # fmt: skip
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    graph_tokens = {
+        str(380 + i): {"content": t, "special": True, "normalized": False, "lstrip": False, "rstrip": False, "single_word": False}
+        for i, t in enumerate(["<g_patch>", "<g_start>", "<g_end>"])
+    }  # fmt: skip
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "legacy": False, "added_tokens_decoder": graph_tokens,
+    }))  # fmt: skip
+    adapter = GraphGPTTextdom(pretrained=str(folder), graph_tower=str(graphclip), device="cpu")
+    assert (adapter.graph_tokens.patch, adapter.graph_tokens.start, adapter.graph_tokens.end) == (380, 381, 382)
+    prepared = adapter.prepare(requests_mixed)
+    for counts, request in zip(prepared.classes.counts(), requests_mixed):
+        assert counts[1] == sum(node_counts(request))
