@@ -159,7 +159,7 @@ def test_prompt_is_graphchat_v1_with_node_slots():
 def test_graph_positions_equal_node_counts_times_k(tiny_graphgpt, adapter, requests_mixed, repeat):
     used = adapter if repeat == 1 else adapter_for(tiny_graphgpt, nontext_repeat=repeat)
     prepared = used.prepare(requests_mixed)
-    assert prepared.classes.names == ("text", "graph") and set(prepared.classes.subclasses) == {"graph_marker"}
+    assert prepared.classes.names == ("text", "graph") and "graph_marker" in prepared.classes.subclasses
     plain = adapter.prepare(requests_mixed).classes.counts()
     markers = prepared.classes.subclass_counts()
     for counts, base, request, marked in zip(prepared.classes.counts(), plain, requests_mixed, markers):
@@ -203,7 +203,7 @@ def test_markers_count_as_text_in_the_metrics(adapter, requests_mixed):
     (text, payload), _ = adapter._run_batch(requests_mixed)
     record = json.loads(payload)
     stats = SampleStats.from_dict(record["stats"])
-    assert stats.classes == ("text", "graph") and stats.subclass_counts == {"graph_marker": 2}
+    assert stats.classes == ("text", "graph") and stats.subclass_counts["graph_marker"] == 2
     values = summarize(stats).values()
     late = [stats.num_layers - 2, stats.num_layers - 1]
     # the markers are text for the headline: the text column already holds their mass and count
