@@ -12,28 +12,10 @@ def eager_class_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes
     """Returns (sequences, [per-sample (layers, classes + 1) array]) from an eager copy of ``model``.
 
     Column ``num_classes`` holds the mass on generated positions; padding (class -1) is in no column.
+    The per-row masses of ``eager_row_masses``, summed over the sample's rows.
     """
-    eager = copy.deepcopy(model)
-    eager.set_attn_implementation("eager")
-    out = eager.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True
-    )
-    prompt_len = class_ids.shape[1]
-    num_layers = len(out.attentions[0])
-    result = []
-    for b, n in enumerate(lengths):
-        masses = np.zeros((num_layers, num_classes + 1))
-        for t, step in enumerate(out.attentions[:n]):
-            for layer, attn in enumerate(step):
-                row = attn[b, :, -1, :].double().sum(0)  # the row producing the next token, summed over heads
-                # A sliding-window layer's row covers only the latest keys: right-align it to this position.
-                first = prompt_len + t - row.shape[0]
-                padded = torch.cat([row.new_zeros(first), row])
-                for c in range(num_classes):
-                    masses[layer, c] += padded[:prompt_len][class_ids[b] == c].sum().item()
-                masses[layer, num_classes] += padded[prompt_len:].sum().item()
-        result.append(masses)
-    return out.sequences, result
+    sequences, rows = eager_row_masses(model, inputs, class_ids, num_classes, lengths, max_new_tokens)
+    return sequences, [masses.sum(axis=0) for masses in rows]
 
 
 def eager_received_scores(tower, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> list[torch.Tensor]:
@@ -94,8 +76,9 @@ def paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, flo
 
 
 def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=()):
-    """Like ``eager_class_masses`` but per output row: per sample an (rows, layers, classes + 1 + subclasses)
-    array; the trailing columns are the masses on each (batch, seq) bool mask of ``subclasses``."""
+    """Returns (sequences, per sample an (rows, layers, classes + 1 + subclasses) array) from an eager copy
+    of ``model``: each output row's mass per class, then on generated positions, then on each (batch, seq)
+    bool mask of ``subclasses``."""
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     out = eager.generate(
@@ -108,7 +91,8 @@ def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: 
         masses = np.zeros((n, num_layers, num_classes + 1 + len(subclasses)))
         for t, step in enumerate(out.attentions[:n]):
             for layer, attn in enumerate(step):
-                row = attn[b, :, -1, :].double().sum(0)
+                row = attn[b, :, -1, :].double().sum(0)  # the row producing the next token, summed over heads
+                # A sliding-window layer's row covers only the latest keys: right-align it to this position.
                 padded = torch.cat([row.new_zeros(prompt_len + t - row.shape[0]), row])
                 for c in range(num_classes):
                     masses[t, layer, c] = padded[:prompt_len][class_ids[b] == c].sum().item()
