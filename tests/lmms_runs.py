@@ -6,7 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from lmms_textdom.integration.runner import latest_results, lmms_eval_command, offline_env
+from tests.chat_server import Answer, ChatServer
 
 
 def run_cli(model: str, model_args: str, tasks: str, output: Path, data_root: Path | None, *extra: str, launcher=()):
@@ -45,3 +48,20 @@ def build_task(name: str):
 
     manager = TaskManager("WARNING", include_path=str(tasks_dir()), include_defaults=False)
     return get_task_dict([name], manager)[name]
+
+
+def judged_runs(model: str, pretrained, task: str, output: Path, data_root: Path, score: str, *extra: str) -> dict:
+    """One plain run and one pruned + replicated run of a video ``task``, judged by a loopback server
+    that answers ``score``: {"plain": folder, "edited": folder, "<name>_log": CLI output, "judge_requests": n}."""
+    with ChatServer(lambda body: Answer(score)) as server, pytest.MonkeyPatch.context() as env:
+        env.setenv("LMMS_TEXTDOM_JUDGE_BASE_URL", server.url)
+        env.setenv("LMMS_TEXTDOM_JUDGE_MODEL", "judge-under-test")
+        env.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(output / "judge-cache"))
+        runs = {}
+        for name, args in (("plain", ""), ("edited", ",prune_ratio=0.5,nontext_repeat=2")):
+            done = run_cli(model, f"pretrained={pretrained}{args}", task, output / name, data_root, *extra)
+            assert done.returncode == 0, done.stderr[-3000:]
+            runs[name] = output / name
+            runs[f"{name}_log"] = done.stdout + done.stderr
+        runs["judge_requests"] = server.count
+    return runs

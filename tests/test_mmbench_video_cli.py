@@ -9,8 +9,7 @@ import torch
 from lmms_textdom.integration.hook import METRIC_NAMES
 from lmms_textdom.media.video import video_info
 from lmms_textdom.editing.pruning import kept_count
-from tests.chat_server import Answer, ChatServer
-from tests.lmms_runs import results_of, run_cli, samples_of
+from tests.lmms_runs import judged_runs as judged, results_of, run_cli, samples_of
 
 TASK = "mmbench_video_textdom"
 
@@ -22,18 +21,9 @@ def by_index(row: dict) -> int:
 @pytest.fixture(scope="module")
 def judged_runs(tiny_qwen_dir, mmbv_data_root, tmp_path_factory):
     """One plain run and one pruned + replicated run, both judged by a loopback server that answers 2."""
-    out = tmp_path_factory.mktemp("mmbv_runs")
-    with ChatServer(lambda body: Answer("2")) as server, pytest.MonkeyPatch.context() as env:
-        env.setenv("LMMS_TEXTDOM_JUDGE_BASE_URL", server.url)
-        env.setenv("LMMS_TEXTDOM_JUDGE_MODEL", "judge-under-test")
-        env.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(out / "judge-cache"))
-        runs = {}
-        for name, args in (("plain", ""), ("edited", ",prune_ratio=0.5,nontext_repeat=2")):
-            done = run_cli("qwen2_5_vl_textdom", f"pretrained={tiny_qwen_dir}{args}", TASK, out / name, mmbv_data_root)
-            assert done.returncode == 0, done.stderr[-3000:]
-            runs[name] = out / name
-        runs["judge_requests"] = server.count
-    return runs
+    return judged(
+        "qwen2_5_vl_textdom", tiny_qwen_dir, TASK, tmp_path_factory.mktemp("mmbv_runs"), mmbv_data_root, "2"
+    )  # fmt: skip
 
 
 def test_video_questions_are_scored_by_the_judge_with_textdom_metrics(judged_runs):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lmms_textdom.integration.hook import METRIC_NAMES
-from tests.chat_server import Answer, ChatServer
-from tests.lmms_runs import results_of, run_cli, run_cli_ok, samples_of
+from tests.lmms_runs import judged_runs as judged, results_of, run_cli_ok, samples_of
 
 TASK = "mmbench_video_textdom"
 MODEL = "videollama3_textdom"
@@ -29,18 +28,9 @@ def damo_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def judged_runs(damo_dir, mmbv_data_root, tmp_path_factory):
     """One plain run and one pruned + replicated run, judged by a loopback server that answers 3."""
-    out = tmp_path_factory.mktemp("vl3_runs")
-    with ChatServer(lambda body: Answer("3")) as server, pytest.MonkeyPatch.context() as env:
-        env.setenv("LMMS_TEXTDOM_JUDGE_BASE_URL", server.url)
-        env.setenv("LMMS_TEXTDOM_JUDGE_MODEL", "judge-under-test")
-        env.setenv("LMMS_TEXTDOM_JUDGE_CACHE", str(out / "judge-cache"))
-        runs = {}
-        for name, args in (("plain", ""), ("edited", ",prune_ratio=0.5,nontext_repeat=2")):
-            done = run_cli(MODEL, f"pretrained={damo_dir}{args}", TASK, out / name, mmbv_data_root, *SHORT)
-            assert done.returncode == 0, done.stderr[-3000:]
-            runs[name] = out / name
-            runs[f"{name}_log"] = done.stdout + done.stderr
-    return runs
+    return judged(
+        MODEL, damo_dir, TASK, tmp_path_factory.mktemp("vl3_runs"), mmbv_data_root, "3", *SHORT
+    )  # fmt: skip
 
 
 def test_mmbench_video_prints_the_judge_score_and_the_six_metrics(judged_runs):
