@@ -293,3 +293,23 @@ def test_flex_attention_block_mask_gives_its_last_row():
     # A decoding step: one query at position 6 over 7 keys, as transformers offsets it.
     step = create_block_mask(add_offsets_to_mask_function(mask_mod, 6, 0), B=2, H=None, Q_LEN=1, KV_LEN=7, device="cpu", _compile=False)
     assert torch.equal(probe_module._last_row(step, 1, 2, 7), padding[:, None, None, :])
+
+
+@pytest.mark.parametrize("new_tokens", [1, 2, 32, 33, 34, 65])
+def test_answer_of_any_length_at_batch_one_matches_eager(new_tokens):
+    """A last deferred pass of a single row (answers of 1, 33, 65 ... tokens) once built a bias of 0 columns."""
+    from lmms_textdom.tiny import build_llama
+    from tests.oracle import eager_row_masses
+
+    model, tok = build_llama(num_layers=2)
+    model.generation_config.eos_token_id = None  # every answer runs to its full length
+    inputs = tok(["the cat sat on the mat"], return_tensors="pt")
+    classes = middle_is_image(inputs)
+    with AttentionProbe(model, classes) as probe:
+        out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    assert probe.path == "deferred"
+    (stats,) = probe.stats()
+    assert stats.rows == new_tokens == out.shape[1] - inputs["input_ids"].shape[1]
+    sequences, (rows,) = eager_row_masses(model, inputs, classes.ids, 2, [new_tokens], new_tokens)
+    assert torch.equal(sequences, out)
+    np.testing.assert_allclose(np.column_stack([stats.mass, stats.generated]), rows.sum(0), atol=1e-5, rtol=0)

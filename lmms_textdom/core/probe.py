@@ -226,11 +226,14 @@ def _row_bias(mask, kv_len: int) -> torch.Tensor | None:
     return torch.zeros(row.shape, dtype=torch.float32, device=row.device).masked_fill_(row == 0, float("-inf"))
 
 
-def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) -> torch.Tensor:
+def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) -> torch.Tensor | None:
     """(batch or 1, 1 or heads, rows, columns) additive bias of several rows for the last ``columns``
-    of ``width`` keys: each row's own mask, and -inf on keys beyond that row's position."""
+    of ``width`` keys: each row's own mask, and -inf on keys beyond that row's position.
+    None when no key needs a bias (no padding, and every row sees all ``width`` keys)."""
     if all(m is None for m in masks):  # no padding: each row sees every key up to its own position
         first = min(kv_lens)  # columns before it are visible to every row: a bias of 0, left out
+        if first >= width:  # e.g. a single row (a flush of one step, or one answer token)
+            return None
         limit = torch.tensor(kv_lens, device=device)[:, None]
         visible = torch.arange(first, width, device=device)[None, :] < limit
         bias = torch.zeros(visible.shape, dtype=torch.float32, device=device).masked_fill_(~visible, float("-inf"))
@@ -427,7 +430,7 @@ class _Recorder:
         start, end = self._pending_from, self.steps
         if end == start:
             return
-        shared = None
+        shared: dict[int, torch.Tensor | None] = {}  # the bias the layers share, per key width
         for layer, deferred in enumerate(self.deferred):
             if not deferred:
                 continue
@@ -436,9 +439,10 @@ class _Recorder:
             if self._mask_overrides:
                 masks = [self._mask_overrides.pop((layer, s), m) for s, m in zip(range(start, end), self._masks)]
             if all(a is b for a, b in zip(masks, self._masks)):
-                if shared is None or shared.shape[-1] != key.shape[2]:
-                    shared = _rows_bias(self._masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
-                bias = shared
+                width = key.shape[2]
+                if width not in shared:
+                    shared[width] = _rows_bias(self._masks, self._kv_lens, width, key.shape[0], key.device)
+                bias = shared[width]
             else:
                 bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
             self._store(start, layer, self._queries[layer][: end - start], key, bias)
