@@ -1,0 +1,357 @@
+"""Every family held to its real checkpoints' own files (``tests/real_layouts/<org>__<name>/``).
+
+The folders hold the public non-weight files of the checkpoints the paper uses (config, weight names,
+tokenizer and processor configs, chat templates, generation configs), each with a SOURCES file.
+What could not be found whole in a public stored copy is listed in ``NOT_FOUND``, and
+``test_folder_holds_exactly_what_the_record_says`` holds the folders to that record, so a file
+added later turns its checks on and a file removed fails loudly instead of skipping.
+
+For each checkpoint whose files are here:
+- the family's config translation accepts the real config.json (and the knock-out depth comes from it);
+- the family's model class, built from it on the meta device (no memory), has exactly the parameter
+  names that the family's key mapping makes of the real weight names;
+- the special tokens the adapter relies on have the ids it expects;
+- the real chat template renders the prompt the adapter builds;
+- the real preprocessing constants are the ones the adapter's inputs assume.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightConverter, WeightRenaming, rename_source_key
+
+from lmms_textdom.core.errors import UsageError
+from lmms_textdom.models.args import parse_model_args
+from lmms_textdom.models.llava.adapter import FALLBACK_PROMPT, TOWERS_WITH_CLS, LlavaHfTextdom
+from lmms_textdom.models.qwen2_5_vl import inputs as qwen_inputs
+from lmms_textdom.models.qwen2_5_vl.adapter import MIN_FRAME_PIXELS, Qwen25VLTextdom
+
+REAL = Path(__file__).parent / "real_layouts"
+#: the weight names of a checkpoint: its shard index's keys, sorted, one per line (see each SOURCES)
+NAMES = "tensor_names.txt"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    hub_id: str
+    adapter: type | None  # None: the family's adapter is not imported here (no real file to test it on)
+    files: tuple[str, ...]  # the hub files these tests read (NAMES stands for the weight index)
+    folder_name: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return REAL / (self.folder_name or self.hub_id.replace("/", "__"))
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def has(self, *names: str) -> bool:
+        return all(self.path(n).is_file() for n in names)
+
+    def json(self, name: str) -> dict:
+        return json.loads(self.path(name).read_text())
+
+
+LLAVA_FILES = (
+    "config.json", NAMES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "preprocessor_config.json", "processor_config.json", "chat_template.jinja", "generation_config.json",
+)  # fmt: skip
+QWEN_FILES = ("config.json", NAMES, "tokenizer_config.json", "preprocessor_config.json", "chat_template.json", "generation_config.json")
+KIMI_FILES = ("config.json", NAMES, "tokenizer_config.json", "preprocessor_config.json", "chat_template.jinja", "generation_config.json")
+VIDEOLLAMA3_FILES = ("config.json", NAMES, "tokenizer_config.json", "preprocessor_config.json", "generation_config.json")
+CHATTS_FILES = ("config.json", NAMES, "tokenizer_config.json", "added_tokens.json", "generation_config.json")
+GRAPHGPT_FILES = ("config.json", NAMES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "generation_config.json")
+
+CHECKPOINTS = (
+    Checkpoint("llava-hf/llava-1.5-7b-hf", LlavaHfTextdom, (*LLAVA_FILES, "chat_template.json")),
+    Checkpoint("llava-hf/llava-v1.6-mistral-7b-hf", None, LLAVA_FILES),
+    Checkpoint("llava-hf/llava-v1.6-vicuna-7b-hf", None, LLAVA_FILES),
+    Checkpoint("Qwen/Qwen2.5-VL-7B-Instruct", Qwen25VLTextdom, QWEN_FILES),
+    Checkpoint("Qwen/Qwen2.5-VL-32B-Instruct", Qwen25VLTextdom, ("config.json",)),
+    Checkpoint("Qwen/Qwen2.5-VL-72B-Instruct", Qwen25VLTextdom, ("config.json",)),
+    Checkpoint("Qwen/Qwen2-Audio-7B-Instruct", None, QWEN_FILES),
+    Checkpoint("moonshotai/Kimi-VL-A3B-Instruct", None, KIMI_FILES),
+    Checkpoint("moonshotai/Kimi-VL-A3B-Thinking", None, KIMI_FILES),
+    Checkpoint("moonshotai/Kimi-VL-A3B-Thinking-2506", None, KIMI_FILES),
+    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-7B", None, VIDEOLLAMA3_FILES),
+    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-2B", None, VIDEOLLAMA3_FILES),
+    Checkpoint("lkhl/VideoLLaMA3-7B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
+    Checkpoint("lkhl/VideoLLaMA3-2B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
+    Checkpoint("bytedance-research/ChatTS-14B", None, CHATTS_FILES, "bytedance-research__ChatTS-14B-0801"),
+    Checkpoint("bytedance-research/ChatTS-14B", None, CHATTS_FILES, "bytedance-research__ChatTS-14B-original"),
+    Checkpoint("Jiabin99/GraphGPT-7B-mix-all", None, GRAPHGPT_FILES),
+)
+
+ALL = "every file"
+#: files of each checkpoint that no public stored copy held whole: checkpoint folder -> {file or ALL: why}
+NOT_FOUND: dict[str, dict[str, str]] = {
+    "llava-hf__llava-1.5-7b-hf": {},
+    "llava-hf__llava-v1.6-mistral-7b-hf": {ALL: "no whole copy in the stored GitHub repositories; hub pages only as excerpts"},
+    "llava-hf__llava-v1.6-vicuna-7b-hf": {ALL: "no whole copy in the stored GitHub repositories; hub pages only as excerpts"},
+    "Qwen__Qwen2.5-VL-7B-Instruct": {
+        NAMES: "model.safetensors.index.json: no whole copy found (the adapter's meta model has 729 names, unverified)",
+        "tokenizer_config.json": "no whole copy found",
+        "preprocessor_config.json": "no whole copy found (only a printed processor repr in a Markdown note)",
+        "chat_template.json": "no whole copy found",
+        "generation_config.json": "no whole copy found",
+    },
+    "Qwen__Qwen2.5-VL-32B-Instruct": {ALL: "no whole copy found"},
+    "Qwen__Qwen2.5-VL-72B-Instruct": {ALL: "no whole copy found"},
+    "Qwen__Qwen2-Audio-7B-Instruct": {ALL: "no whole copy found (configs appear only re-typed inside other projects' tests)"},
+    "moonshotai__Kimi-VL-A3B-Instruct": {ALL: "no whole copy found; hub file pages only as excerpts; the index is 588 kB"},
+    "moonshotai__Kimi-VL-A3B-Thinking": {ALL: "no whole copy found; hub file pages only as excerpts"},
+    "moonshotai__Kimi-VL-A3B-Thinking-2506": {ALL: "no whole copy found"},
+    "DAMO-NLP-SG__VideoLLaMA3-7B": {ALL: "no whole copy found (DAMO's GitHub repository ships code, not the hub files)"},
+    "DAMO-NLP-SG__VideoLLaMA3-2B": {ALL: "no whole copy found"},
+    "lkhl__VideoLLaMA3-7B-Image-HF": {ALL: "no whole copy found"},
+    "lkhl__VideoLLaMA3-2B-Image-HF": {ALL: "no whole copy found"},
+    "bytedance-research__ChatTS-14B-0801": {ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only)"},
+    "bytedance-research__ChatTS-14B-original": {ALL: "no whole copy found (hub revisions before 0801)"},
+    "Jiabin99__GraphGPT-7B-mix-all": {
+        ALL: "no whole copy found; the one vendored config.json seen (ventr1c/STAG) is a locally edited copy "
+        "(graph_hidden_size 384, graph_tower clip_gt_arxiv, a local pretrain path), not the hub file",
+    },
+}
+
+
+def not_found(checkpoint: Checkpoint) -> set[str]:
+    record = NOT_FOUND[checkpoint.folder.name]
+    return set(checkpoint.files) if ALL in record else set(record)
+
+
+def checkpoint_id(checkpoint: Checkpoint) -> str:
+    return checkpoint.folder.name
+
+
+# ----- the record --------------------------------------------------------------------------------
+
+
+def test_every_checkpoint_has_a_record():
+    assert sorted(NOT_FOUND) == sorted(c.folder.name for c in CHECKPOINTS)
+    assert {p.name for p in REAL.iterdir()} <= set(NOT_FOUND), "a folder under real_layouts/ that no Checkpoint names"
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS, ids=checkpoint_id)
+def test_folder_holds_exactly_what_the_record_says(checkpoint):
+    """Present files = expected files - NOT_FOUND, each named in SOURCES; nothing recorded as missing is present."""
+    missing = not_found(checkpoint)
+    assert missing <= set(checkpoint.files), f"NOT_FOUND names files {checkpoint.hub_id} is not expected to have"
+    present = {p.name for p in checkpoint.folder.iterdir()} - {"SOURCES"} if checkpoint.folder.is_dir() else set()
+    assert present == set(checkpoint.files) - missing
+    if present:
+        assert checkpoint.adapter is not None, f"{checkpoint.hub_id} has real files but no family checks run on them"
+        sources = checkpoint.path("SOURCES").read_text()
+        assert checkpoint.hub_id in sources
+        assert all(name in sources for name in present), "every kept file says where it came from"
+
+
+def cases(*needed: str, family: type | None = None):
+    """The checkpoints (of ``family``, default any) that hold ``needed``; the others' missing files are
+    in NOT_FOUND, which the test above holds the folders to."""
+    return [
+        pytest.param(c, id=checkpoint_id(c))
+        for c in CHECKPOINTS
+        if c.adapter is not None and c.has(*needed) and family in (None, c.adapter)
+    ]
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+
+
+def bare_adapter(checkpoint: Checkpoint, **model_args):
+    """The family's adapter with its model_args parsed, before ``load``: what runs before any weight loads."""
+    cls = checkpoint.adapter
+    adapter = object.__new__(cls)
+    adapter.args = parse_model_args(cls.model_args_spec(), {"pretrained": str(checkpoint.folder), **model_args}, cls.MODEL_ID)
+    return adapter
+
+
+#: per family: the model class its ``load`` builds and the key mapping it passes to ``from_pretrained``
+#: (transformers adds its own conversions for the model's types)
+LOADING = {
+    LlavaHfTextdom: (LlavaHfTextdom.MODEL_CLASS, None),
+    Qwen25VLTextdom: (Qwen2_5_VLForConditionalGeneration, None),
+}
+
+
+@lru_cache(maxsize=None)
+def meta_model(checkpoint: Checkpoint):
+    """The family's model class built from the real config on the meta device (once per checkpoint)."""
+    model_class, _ = LOADING[checkpoint.adapter]
+    config = bare_adapter(checkpoint).checkpoint_config()
+    with torch.device("meta"):
+        return model_class(config)
+
+
+def loaded_names(model, checkpoint_names: list[str], key_mapping: dict[str, str] | None) -> set[str]:
+    """The model keys ``from_pretrained(key_mapping=...)`` gives the checkpoint's tensor names: the user
+    mapping, then transformers' own conversions for the model's types, as the loader applies them."""
+    transforms = get_model_conversion_mapping(model, key_mapping)
+    renamings = [t for t in transforms if isinstance(t, WeightRenaming)]
+    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    state = model.state_dict()
+    names = set()
+    for name in checkpoint_names:
+        renamed, pattern = rename_source_key(name, renamings, converters, model.base_model_prefix, state)
+        assert pattern is None, f"{name}: a many-to-one conversion; the key set alone cannot tell what it fills"
+        names.add(renamed)
+    return names
+
+
+# ----- config translation ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json"))
+def test_config_translation_accepts_the_real_config(checkpoint):
+    """The adapter's pre-load checks pass on the real config, pruning included where the family prunes."""
+    raw = checkpoint.json("config.json")
+    adapter = bare_adapter(checkpoint, prune_ratio=0.5)
+    adapter.check_args()  # raises a UsageError on a config it cannot load or prune
+    config = adapter.checkpoint_config()
+    assert config.model_type == raw["model_type"] == checkpoint.adapter.MODEL_TYPE
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json"))
+def test_knockout_layers_range_is_the_real_depth(checkpoint):
+    """knockout_layers is checked (before any weight loads) against the layers the real model has."""
+    depth = len(meta_model(checkpoint).model.language_model.layers)
+    assert bare_adapter(checkpoint, knockout_layers=str(depth - 1))._knockout_layers() == frozenset({depth - 1})
+    with pytest.raises(UsageError, match="knockout_layers"):
+        bare_adapter(checkpoint, knockout_layers=str(depth))._knockout_layers()
+
+
+# ----- weight names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", NAMES))
+def test_meta_model_has_exactly_the_real_weight_names(checkpoint):
+    model = meta_model(checkpoint)
+    names = checkpoint.path(NAMES).read_text().split()
+    loaded = loaded_names(model, names, LOADING[checkpoint.adapter][1])
+    expected = set(model.state_dict())
+    assert not loaded - expected, f"checkpoint tensors the model has no place for: {sorted(loaded - expected)[:10]}"
+    assert not expected - loaded, f"model weights the checkpoint does not fill: {sorted(expected - loaded)[:10]}"
+    assert len(loaded) == len(names), "two checkpoint tensors land on one weight"
+
+
+# ----- LLaVA: tokens, template, preprocessing ------------------------------------------------------
+
+
+def token_table(checkpoint: Checkpoint) -> dict[int, str]:
+    """id -> content of the tokenizer's added tokens, checked against added_tokens.json."""
+    decoder = {int(i): entry["content"] for i, entry in checkpoint.json("tokenizer_config.json")["added_tokens_decoder"].items()}
+    if checkpoint.has("added_tokens.json"):
+        for content, i in checkpoint.json("added_tokens.json").items():
+            assert decoder[i] == content
+    return decoder
+
+
+def llava_processor(checkpoint: Checkpoint, chat_template: str | None):
+    """LlavaProcessor with the checkpoint's own image-processor and processor settings.
+
+    Its tokenizer is the tiny one (the real tokenizer.json is not kept) with the real image token;
+    the prompts compared here are strings, so the vocabulary does not matter."""
+    from transformers import LlavaProcessor
+    from transformers.models.clip import CLIPImageProcessorPil
+
+    from lmms_textdom.tiny.tokenizer import build_tokenizer
+
+    settings = {k: v for k, v in checkpoint.json("processor_config.json").items() if k != "processor_class"}
+    image = {k: v for k, v in checkpoint.json("preprocessor_config.json").items() if k not in ("image_processor_type", "processor_class")}
+    tokenizer = build_tokenizer([settings["image_token"]])
+    return LlavaProcessor(image_processor=CLIPImageProcessorPil(**image), tokenizer=tokenizer, chat_template=chat_template, **settings)
+
+
+LLAVA_TOKENS = ("config.json", "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json", "generation_config.json", "processor_config.json")
+
+
+@pytest.mark.parametrize("checkpoint", cases(*LLAVA_TOKENS, family=LlavaHfTextdom))
+def test_llava_special_tokens(checkpoint):
+    """The image class is ``config.image_token_id``; the processor writes ``image_token``: one token, one id.
+    Generation stops at ``generation_config.eos_token_id`` and pads with its pad id."""
+    config = bare_adapter(checkpoint).checkpoint_config()
+    tokens = token_table(checkpoint)
+    special = checkpoint.json("special_tokens_map.json")
+    generation = checkpoint.json("generation_config.json")
+    assert tokens[config.image_token_id] == checkpoint.json("processor_config.json")["image_token"] == "<image>"
+    assert config.image_token_id < config.get_text_config().vocab_size  # the placeholder has an embedding row
+    assert tokens[generation["eos_token_id"]] == special["eos_token"]["content"] == checkpoint.json("tokenizer_config.json")["eos_token"]
+    assert tokens[generation["bos_token_id"]] == special["bos_token"]["content"]
+    assert tokens[generation["pad_token_id"]] == tokens[config.pad_token_id] == special["pad_token"]["content"]
+
+
+@pytest.mark.parametrize("checkpoint", cases("chat_template.jinja", "processor_config.json", "preprocessor_config.json", family=LlavaHfTextdom))
+@pytest.mark.parametrize("images", [0, 1, 2])
+def test_llava_real_chat_template_renders_the_adapters_prompt(checkpoint, images):
+    """The adapter's prompt through the real template equals its fallback for template-less checkpoints,
+    and the tiny LLaVA's template (every CPU test) renders the same text."""
+    from lmms_textdom.tiny.llava import CHAT_TEMPLATE as TINY_TEMPLATE
+
+    template = checkpoint.path("chat_template.jinja").read_text()
+    if checkpoint.has("chat_template.json"):
+        assert checkpoint.json("chat_template.json")["chat_template"] == template
+    question = "Which option is correct?\nA. one\nB. two"
+    adapter = bare_adapter(checkpoint)
+    rendered = {}
+    for name, chat_template in (("real", template), ("fallback", None), ("tiny", TINY_TEMPLATE)):
+        adapter.processor = llava_processor(checkpoint, chat_template)
+        rendered[name] = adapter.prompt(question, images)
+    assert rendered["real"] == FALLBACK_PROMPT.format(images="<image>\n" * images, text=question)
+    assert rendered["fallback"] == rendered["real"] == rendered["tiny"]
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", "processor_config.json", "preprocessor_config.json", family=LlavaHfTextdom))
+def test_llava_processor_expands_an_image_to_what_the_tower_gives(checkpoint):
+    """With the real settings one image becomes (336/14)^2 = 576 placeholders; the tower built from the real
+    config gives as many patch features (its [CLS] dropped by strategy 'default', as pruning needs)."""
+    config = bare_adapter(checkpoint).checkpoint_config()
+    processor = llava_processor(checkpoint, None)
+    inputs = processor(text=["USER: <image>\nWhat? ASSISTANT:"], images=[Image.new("RGB", (500, 375), "gray")], return_tensors="pt")
+    vision = config.vision_config
+    assert tuple(inputs["pixel_values"].shape[-2:]) == (vision.image_size, vision.image_size)
+    patches = (vision.image_size // vision.patch_size) ** 2
+    assert int((inputs["input_ids"] == processor.image_token_id).sum()) == patches == 576  # tiny vocabulary's id
+    tower = meta_model(checkpoint).model.vision_tower.embeddings
+    assert tower.num_positions == patches + 1  # [CLS] + patches: what ClsAttentionCapture scores
+    assert vision.model_type in TOWERS_WITH_CLS and config.vision_feature_select_strategy == "default"
+
+
+@pytest.mark.parametrize("checkpoint", cases("processor_config.json", "preprocessor_config.json", family=LlavaHfTextdom))
+def test_tiny_llava_processes_as_the_real_checkpoint(checkpoint):
+    """The tiny LLaVA behind every CPU test uses the real checkpoint's processing rules (its sizes are its own)."""
+    from lmms_textdom.tiny.llava import build_llava
+
+    _, tiny = build_llava(num_layers=1)
+    real = checkpoint.json("preprocessor_config.json")
+    for key in ("image_mean", "image_std", "resample", "do_center_crop", "do_normalize", "do_rescale", "rescale_factor", "do_convert_rgb"):
+        assert getattr(tiny.image_processor, key) == pytest.approx(real[key]), key
+    settings = checkpoint.json("processor_config.json")
+    assert tiny.num_additional_image_tokens == settings["num_additional_image_tokens"]
+    assert tiny.vision_feature_select_strategy == settings["vision_feature_select_strategy"]
+    assert tiny.image_token == settings["image_token"]
+
+
+# ----- Qwen2.5-VL: the constants the inputs are built with -----------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=Qwen25VLTextdom))
+def test_qwen_input_constants_follow_the_real_vision_config(checkpoint):
+    """The adapter builds patches and video budgets itself: 28 px merged tokens, frame pairs."""
+    vision = checkpoint.json("config.json")["vision_config"]
+    merged_side = vision["patch_size"] * vision["spatial_merge_size"]
+    assert MIN_FRAME_PIXELS == merged_side**2
+    assert qwen_inputs.FRAME_FACTOR == vision["temporal_patch_size"]
+    for budget in (qwen_inputs.VIDEO_MIN_PIXELS, qwen_inputs.VIDEO_MAX_PIXELS):
+        assert budget % merged_side**2 == 0
+    # the flat 4.x config.json is translated into the nested 5.x config: the placeholder ids the model fills survive
+    config, raw = meta_model(checkpoint).config, checkpoint.json("config.json")
+    assert (config.image_token_id, config.video_token_id) == (raw["image_token_id"], raw["video_token_id"])
