@@ -7,6 +7,7 @@ import copy
 import json
 import math
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -22,9 +23,9 @@ from lmms_textdom.models.base import Request
 from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
 from lmms_textdom.models.videollama3.checkpoint import VIDEO_PAD
 from lmms_textdom.models.videollama3.frames import Clip, sample_clip
-from lmms_textdom.models.videollama3.inputs import encode_batch, target_sizes
+from lmms_textdom.models.videollama3.inputs import encode_batch, target_sizes, video_text
 from lmms_textdom.tiny.videos import write_video
-from tests.conftest import random_image
+from tests.conftest import LATE_START_CLIPS, random_image
 from tests.oracle import eager_class_masses
 
 NEW_TOKENS = 5
@@ -227,12 +228,15 @@ def test_compression_mask_equals_the_original_rule_and_the_prompt_holds_only_kep
 
 
 def ffmpeg_fps_frames(path, fps: float) -> list[np.ndarray]:
-    """The frames FFmpeg's own ``fps`` filter (round=down, as the original calls it) emits, through PyAV."""
+    """The frames FFmpeg's own ``fps`` filter (round=down, as the original calls it) emits, through PyAV,
+    fed as the ffmpeg command line feeds it: every timestamp minus the file's start time (its default
+    input offset), rounded to the stream's time base."""
     import av
 
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        shift = round(Fraction(container.start_time or 0, 1_000_000) / stream.time_base)
         graph = av.filter.Graph()
         source, sink = graph.add_buffer(template=stream), graph.add("buffersink")
         rate = graph.add("fps", f"fps={fps}:round=down")
@@ -240,6 +244,8 @@ def ffmpeg_fps_frames(path, fps: float) -> list[np.ndarray]:
         rate.link_to(sink)
         graph.configure()
         for frame in [*container.decode(stream), None]:
+            if frame is not None:
+                frame.pts -= shift
             graph.push(frame)
             while True:
                 try:
@@ -259,6 +265,47 @@ def test_frames_and_timestamps_follow_ffmpegs_fps_filter(clip_path, fps, max_fra
     for frame, k, stamp in zip(clip.frames, chosen, clip.timestamps):
         np.testing.assert_array_equal(np.asarray(frame), reference[k])
         assert stamp == pytest.approx(k / fps)
+
+
+def ffmpeg_cli_fps_reference(path, fps: float) -> list[int]:
+    """Decoded frame numbers ``ffmpeg -i path -vf fps=fps:round=down`` emits, from its documented rules.
+
+    The command line shifts every timestamp by minus the file's start time (no ``-copyts``), rounded to
+    the stream's time base. The filter rounds each frame's time down to its 1/fps grid and, for every
+    grid point from the first frame's to the end of the stream (last frame's time plus its duration,
+    rounded down, exclusive), emits the latest frame whose rounded time is not after that point.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        shift = Fraction(container.start_time or 0, 1_000_000)
+        shift = math.floor(shift / stream.time_base + Fraction(1, 2)) * stream.time_base
+        decoded = [(frame.pts * stream.time_base - shift, frame.duration * stream.time_base) for frame in container.decode(stream)]
+    rate = Fraction(fps)
+    grid = [math.floor(t * rate) for t, _ in decoded]
+    end = math.floor((decoded[-1][0] + decoded[-1][1]) * rate)
+    return [max(k for k, point in enumerate(grid) if point <= n) for n in range(grid[0], end)]
+
+
+#: the frames the original takes at fps 1 of the late-start clips (checked with ffmpeg 7 by issue 22)
+ORIGINAL_FRAMES = {"24fps_from_0.583s": [23, 47, 71], "25fps_from_0.48s": [24, 49, 74], "24fps_from_0.583s_b_frames": [23, 47, 71]}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_FRAMES))
+def test_a_video_that_starts_after_0_is_sampled_from_the_files_start(late_start_videos, name):
+    path = late_start_videos[name]
+    clip = sample_clip(path)
+    assert clip.indices == ffmpeg_cli_fps_reference(path, 1.0) == ORIGINAL_FRAMES[name]
+    reference = ffmpeg_fps_frames(path, 1.0)
+    assert len(reference) == len(clip.frames)
+    for frame, expected in zip(clip.frames, reference):
+        np.testing.assert_array_equal(np.asarray(frame), expected)
+    # announced from the video stream's own start time, one per 1/fps, as the original does
+    _, fps, start_frame, _ = LATE_START_CLIPS[name]
+    first = start_frame / fps
+    assert clip.timestamps == pytest.approx([first + k for k in range(3)], abs=1e-3)
+    assert video_text(clip.timestamps, [1, 1, 1]).startswith(f"Time {round(first, 1)}s:")
 
 
 def test_prompt_timestamps_match_the_recorded_frames(adapter, clip_path):
