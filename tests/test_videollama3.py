@@ -638,3 +638,13 @@ def test_a_checkpoint_of_another_family_is_refused_before_loading(tiny_qwen_dir)
 def test_remote_code_is_refused(damo_dir):
     with pytest.raises(UsageError, match="trust_remote_code must stay false"):
         VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", trust_remote_code=True)
+
+
+@pytest.mark.parametrize("arg,value,message", [
+    ("video_order", "after", "accepted: text_first, video_first"),
+    ("faithful_resize_bug", "maybe", "expected true or false"),
+    ("token_compression", "sometimes", "expected true or false"),
+])  # fmt: skip
+def test_bad_layout_args_fail_before_loading(damo_dir, arg, value, message):
+    with pytest.raises(UsageError, match=message):
+        VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", **{arg: value})

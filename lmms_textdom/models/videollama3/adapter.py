@@ -15,6 +15,7 @@ path. The language model's rotary positions are 1-D, so the edited sequence is s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -47,7 +48,9 @@ class VideoLlama3Textdom(TextdomModel):
             kind=int, check=lambda n: n >= MIN_VISUAL_TOKENS, requirement=f"an integer >= {MIN_VISUAL_TOKENS}"),
         Arg("token_compression", None, "drop video tokens that barely change from the previous frame (the original's rule); "
             "default: as the checkpoint says (use_token_compression, true in the official 2B / 7B)", kind=bool),
-        VIDEO_ORDER,
+        replace(VIDEO_ORDER, help="where the text goes in a sample with a video: text_first = VLMEvalKit's message "
+                "(system turn 'You are a helpful assistant.', question, then video), video_first = lmms-eval's "
+                "videollama3 layout (no system turn, visuals, then question)"),
         Arg("faithful_resize_bug", False, "true = size images as DAMO's processor does, reading a PIL size as (height, width): "
             "each image is resized with its aspect ratio transposed", kind=bool),
     )  # fmt: skip
