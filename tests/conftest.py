@@ -129,6 +129,26 @@ def tiny_videos(tmp_path_factory):
     return write_video(folder / "short.mp4", 24, (56, 84), 8), write_video(folder / "odd.mp4", 37, (56, 56), 10)
 
 
+#: clips whose first frame is not at 0: (frames, fps, first frame's pts in frames, B-frames)
+LATE_START_CLIPS = {
+    "24fps_from_0.583s": (72, 24, 14, 0),
+    "25fps_from_0.48s": (75, 25, 12, 0),
+    "24fps_from_0.583s_b_frames": (72, 24, 14, 2),
+}
+
+
+@pytest.fixture(scope="session")
+def late_start_videos(tmp_path_factory):
+    """MPEG-4 files (56 x 84) whose first frame is at 0.583 s or 0.48 s, as in many real files, by name."""
+    from lmms_textdom.tiny.videos import write_video
+
+    folder = tmp_path_factory.mktemp("late_videos")
+    return {
+        name: write_video(folder / f"{name}.mp4", frames, (56, 84), fps, start_frame=start, b_frames=b)
+        for name, (frames, fps, start, b) in LATE_START_CLIPS.items()
+    }
+
+
 @pytest.fixture(scope="session")
 def qwen_requests(tiny_videos):
     """An image, a video, and an image with a video: three lmms-eval requests of 6 new tokens each."""

@@ -140,3 +140,30 @@ def qwen_pixels_reference(frames: int, min_pixels: int, max_pixels: int, total_p
 )
 def test_frame_area_follows_qwen_vl_utils_budget(frames, min_pixels, max_pixels, total_pixels):
     assert frame_pixel_range(frames, min_pixels, max_pixels, total_pixels) == qwen_pixels_reference(frames, min_pixels, max_pixels, total_pixels)
+
+
+def decoded_count_and_rate(path) -> tuple[int, float]:
+    """What decord's ``len(vr)`` / ``get_avg_fps()`` (and torchvision's read_video) report: every decoded
+    frame, counted from the first one whatever its time, and the stream's average rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for _ in container.decode(stream)), float(stream.average_rate)
+
+
+def test_index_rules_ignore_a_late_first_frame(late_start_videos):
+    """qwen-vl-utils and VLMEvalKit's frames-as-images route pick frames by their place in the decoded
+    sequence (decord / torchvision indices), so a file whose first frame is at 0.48 s or 0.583 s gets
+    the same frame numbers as one starting at 0: no start time enters either rule."""
+    for path in late_start_videos.values():
+        total, rate = decoded_count_and_rate(path)
+        qwen = sample_video(path, 8, rule="qwen_vl_utils")
+        assert qwen.indices == linspace_reference(total, qwen_nframes_reference(total, rate, nframes=8))
+        assert qwen.sampled_fps == pytest.approx(len(qwen.indices) / total * rate)
+        by_fps = sample_video(path, None, 1.0, rule="qwen_vl_utils")
+        assert by_fps.indices == linspace_reference(total, qwen_nframes_reference(total, rate, fps=1.0))
+        images = sample_video(path, 64, 1.0)
+        assert images.indices == vlmevalkit_fps_reference(total, rate, 1.0)
+        for sampled in (qwen, by_fps, images):
+            assert [drawn_index(f, total, (56, 84)) for f in sampled.frames] == sampled.indices

@@ -4,9 +4,11 @@ frame sampling, token compression and prompt, probe vs eager, bad input."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import shutil
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,17 +16,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.probe import AttentionProbe, output_lengths
 from lmms_textdom.editing.pruning import kept_count
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
-from lmms_textdom.models.videollama3.checkpoint import VIDEO_PAD
+from lmms_textdom.models.videollama3.checkpoint import IMAGE_PAD, VIDEO_PAD
 from lmms_textdom.models.videollama3.frames import Clip, sample_clip
-from lmms_textdom.models.videollama3.inputs import encode_batch, target_sizes
+from lmms_textdom.models.videollama3.inputs import encode_batch, target_sizes, video_text
 from lmms_textdom.tiny.videos import write_video
-from tests.conftest import random_image
+from tests.conftest import LATE_START_CLIPS, random_image
 from tests.oracle import eager_class_masses
 
 NEW_TOKENS = 5
@@ -221,18 +224,21 @@ def test_compression_mask_equals_the_original_rule_and_the_prompt_holds_only_kep
     video_id = adapter.tokenizer.convert_tokens_to_ids(VIDEO_PAD)
     assert int((encoded.inputs["input_ids"] == video_id).sum()) == int(expected.sum())
     prompt = adapter.tokenizer.decode(encoded.inputs["input_ids"][0])
-    assert ",".join(f"Time {k}.0s:" + VIDEO_PAD * n for k, n in enumerate(per_frame)) + "\nwhat moves ?" in prompt
+    assert "what moves ?" + ",".join(f"Time {k}.0s:" + VIDEO_PAD * n for k, n in enumerate(per_frame)) + "\n<|im_end|>" in prompt
     off = encode_batch(adapter.tokenizer, [("what moves ?", [clip])], compress=False)
     assert off.inputs["video_compression_mask"].all() and off.frame_tokens == [20] * 4
 
 
 def ffmpeg_fps_frames(path, fps: float) -> list[np.ndarray]:
-    """The frames FFmpeg's own ``fps`` filter (round=down, as the original calls it) emits, through PyAV."""
+    """The frames FFmpeg's own ``fps`` filter (round=down, as the original calls it) emits, through PyAV,
+    fed as the ffmpeg command line feeds it: every timestamp minus the file's start time (its default
+    input offset), rounded to the stream's time base."""
     import av
 
     frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        shift = round(Fraction(container.start_time or 0, 1_000_000) / stream.time_base)
         graph = av.filter.Graph()
         source, sink = graph.add_buffer(template=stream), graph.add("buffersink")
         rate = graph.add("fps", f"fps={fps}:round=down")
@@ -240,6 +246,8 @@ def ffmpeg_fps_frames(path, fps: float) -> list[np.ndarray]:
         rate.link_to(sink)
         graph.configure()
         for frame in [*container.decode(stream), None]:
+            if frame is not None:
+                frame.pts -= shift
             graph.push(frame)
             while True:
                 try:
@@ -261,6 +269,47 @@ def test_frames_and_timestamps_follow_ffmpegs_fps_filter(clip_path, fps, max_fra
         assert stamp == pytest.approx(k / fps)
 
 
+def ffmpeg_cli_fps_reference(path, fps: float) -> list[int]:
+    """Decoded frame numbers ``ffmpeg -i path -vf fps=fps:round=down`` emits, from its documented rules.
+
+    The command line shifts every timestamp by minus the file's start time (no ``-copyts``), rounded to
+    the stream's time base. The filter rounds each frame's time down to its 1/fps grid and, for every
+    grid point from the first frame's to the end of the stream (last frame's time plus its duration,
+    rounded down, exclusive), emits the latest frame whose rounded time is not after that point.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        shift = Fraction(container.start_time or 0, 1_000_000)
+        shift = math.floor(shift / stream.time_base + Fraction(1, 2)) * stream.time_base
+        decoded = [(frame.pts * stream.time_base - shift, frame.duration * stream.time_base) for frame in container.decode(stream)]
+    rate = Fraction(fps)
+    grid = [math.floor(t * rate) for t, _ in decoded]
+    end = math.floor((decoded[-1][0] + decoded[-1][1]) * rate)
+    return [max(k for k, point in enumerate(grid) if point <= n) for n in range(grid[0], end)]
+
+
+#: the frames the original takes at fps 1 of the late-start clips (checked with ffmpeg 7 by issue 22)
+ORIGINAL_FRAMES = {"24fps_from_0.583s": [23, 47, 71], "25fps_from_0.48s": [24, 49, 74], "24fps_from_0.583s_b_frames": [23, 47, 71]}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_FRAMES))
+def test_a_video_that_starts_after_0_is_sampled_from_the_files_start(late_start_videos, name):
+    path = late_start_videos[name]
+    clip = sample_clip(path)
+    assert clip.indices == ffmpeg_cli_fps_reference(path, 1.0) == ORIGINAL_FRAMES[name]
+    reference = ffmpeg_fps_frames(path, 1.0)
+    assert len(reference) == len(clip.frames)
+    for frame, expected in zip(clip.frames, reference):
+        np.testing.assert_array_equal(np.asarray(frame), expected)
+    # announced from the video stream's own start time, one per 1/fps, as the original does
+    _, fps, start_frame, _ = LATE_START_CLIPS[name]
+    first = start_frame / fps
+    assert clip.timestamps == pytest.approx([first + k for k in range(3)], abs=1e-3)
+    assert video_text(clip.timestamps, [1, 1, 1]).startswith(f"Time {round(first, 1)}s:")
+
+
 def test_prompt_timestamps_match_the_recorded_frames(adapter, clip_path):
     request = Request("describe the video", [str(clip_path)], {}, {"max_new_tokens": NEW_TOKENS})
     prepared = adapter.prepare([request])
@@ -271,6 +320,213 @@ def test_prompt_timestamps_match_the_recorded_frames(adapter, clip_path):
     assert record["video_timestamps"] == [[0.0, 1.0, 2.0]]
     video = prepared.classes.names.index("video")
     assert prepared.classes.counts()[0][video] == record["video_tokens"][0] <= record["video_tokens_uncompressed"][0]
+
+
+# ----- prompt layout ----------------------------------------------------------------------------------------
+
+
+def damo_chat_template(messages: list[dict]) -> str:
+    """DAMO's chat template (``chat_template.json`` of DAMO-NLP-SG/VideoLLaMA3-7B) restated, generation
+    prompt added: each message is ``<|im_start|>{role}\n``, its content, ``<|im_end|>\n``. String content
+    as it is; a content list piece by piece with no separator: text as it is, an image as its tokens and a
+    newline, a video as ``Time {t rounded to 0.1}s:`` and the frame's tokens per frame, joined by ``,``,
+    with a newline after the last frame."""
+    out = []
+    for message in messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            pieces = []
+            for item in content:
+                if item["type"] == "text":
+                    pieces.append(item["text"])
+                elif item["type"] == "image":
+                    pieces.append(item["tokens"] + "\n")
+                else:
+                    frames = [f"Time {round(t, 1)}s:" + tokens for t, tokens in zip(item["timestamps"], item["frames"])]
+                    pieces.append(",".join(frames) + "\n")
+            content = "".join(pieces)
+        out.append(f"<|im_start|>{message['role']}\n{content}<|im_end|>\n")
+    return "".join(out) + "<|im_start|>assistant\n"
+
+
+def rendered_prompt(prepared, tokenizer) -> str:
+    return tokenizer.decode(prepared.inputs["input_ids"][0])
+
+
+@pytest.mark.parametrize("video_order", ["text_first", "video_first"])
+def test_video_samples_follow_vlmevalkits_message_or_lmms_evals_layout(damo_dir, adapter, clip_path, video_order):
+    used = adapter if video_order == "text_first" else VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", video_order="video_first")
+    question = "what happens in the video ?"
+    prepared = used.prepare([Request(question, [str(clip_path)], {}, {})])
+    (record,) = prepared.sample_settings
+    (kept,), (stamps,) = record["video_tokens"], record["video_timestamps"]
+    per_frame = prepared.inputs["video_compression_mask"].view(len(stamps), -1).sum(1).tolist()
+    assert sum(per_frame) == kept
+    video = {"type": "video", "timestamps": stamps, "frames": [VIDEO_PAD * n for n in per_frame]}
+    text = {"type": "text", "text": question}
+    if video_order == "text_first":  # VLMEvalKit's wrapper: its system message, then the message in order [question, video]
+        messages = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": [text, video]}]
+    else:  # lmms-eval's videollama3: no system message, the video, then the question
+        messages = [{"role": "user", "content": [video, text]}]
+    assert rendered_prompt(prepared, used.tokenizer) == damo_chat_template(messages)
+    assert record["content_order"] == (["text", "video"] if video_order == "text_first" else ["video", "text"])
+    assert record["system_prompt"] == ("You are a helpful assistant." if video_order == "text_first" else None)
+    assert used.settings()["video_order"] == video_order
+    # the position classes follow the prompt: the question's tokens come before the video's in text_first
+    classes = prepared.classes
+    first_video = int((classes.ids[0] == classes.names.index("video")).nonzero()[0])
+    task_positions = classes.subclasses["task"][0].nonzero().flatten()
+    assert len(task_positions) >= 5 and bool((task_positions < first_video).all()) == (video_order == "text_first")
+
+
+def test_image_samples_keep_visuals_then_text_without_a_system_turn(adapter):
+    image = random_image(5, 56)
+    prepared = adapter.prepare([Request("which option ?", [image], {}, {})])
+    tokens = IMAGE_PAD * int(prepared.inputs["image_grid_thw"][0].prod())
+    expected = damo_chat_template([{"role": "user", "content": [{"type": "image", "tokens": tokens}, {"type": "text", "text": "which option ?"}]}])
+    assert rendered_prompt(prepared, adapter.tokenizer) == expected
+    assert prepared.sample_settings[0]["content_order"] == ["image", "text"] and prepared.sample_settings[0]["system_prompt"] is None
+
+
+# ----- image sizes: DAMO's transposed PIL size (faithful_resize_bug) ----------------------------------------
+
+
+def damo_processor_sizes(visuals: list, merges: list[int], max_tokens: int = 16384, min_tokens: int = 16, patch: int = 14) -> list[tuple[int, int]]:
+    """Target (height, width) of DAMO's ``Videollama3ImageProcessor`` restated from its arithmetic.
+
+    Each visual's size is read as the processor reads it: ``height, width = image.size`` for a PIL image
+    (its width taken as the height), the array's own (height, width) otherwise; a video (a list of
+    frames) by its first frame. One merge size for all (``simple_batched_resize``): the pixel budget
+    ``max_tokens * factor^2`` is split evenly over every image and frame, sides rounded to the factor,
+    shrunk by sqrt(area / budget) when over it and grown to ``min_tokens`` when under; mixed merge sizes
+    (``batched_resize``): one shrink factor sqrt(tokens / max_tokens) for all when the tokens (sides
+    rounded up) exceed the budget, else sides rounded.
+    """
+    read, frames = [], []
+    for visual in visuals:
+        first = visual[0] if isinstance(visual, list) else visual
+        frames.append(len(visual) if isinstance(visual, list) else 1)
+        read.append(first.size if isinstance(first, Image.Image) else first.shape[:2])
+    factors = [patch * m for m in merges]
+    if len(set(factors)) == 1:
+        f = factors[0]
+        budget, least, sizes = max_tokens * f * f // sum(frames), min_tokens * f * f, []
+        for h, w in read:
+            size = (round(h / f) * f, round(w / f) * f)
+            if size[0] * size[1] > budget:
+                beta = math.sqrt(h * w / budget)
+                size = (math.floor(h / beta / f) * f, math.floor(w / beta / f) * f)
+            if size[0] * size[1] < least:
+                beta = math.sqrt(least / (h * w))
+                size = (math.ceil(h * beta / f) * f, math.ceil(w * beta / f) * f)
+            sizes.append(size)
+        return sizes
+    tokens = sum(n * math.ceil(h / f) * math.ceil(w / f) for n, (h, w), f in zip(frames, read, factors))
+    if tokens > max_tokens:
+        beta = math.sqrt(tokens / max_tokens)
+        return [(math.floor(h / beta / f) * f, math.floor(w / beta / f) * f) for (h, w), f in zip(read, factors)]
+    return [(round(h / f) * f, round(w / f) * f) for (h, w), f in zip(read, factors)]
+
+
+def grids(encoded, kind: str) -> list[tuple[int, int]]:
+    return [(int(g[1]) * 14, int(g[2]) * 14) for g in encoded.inputs.get(f"{kind}_grid_thw", [])]
+
+
+@pytest.mark.parametrize("case", ["one image", "two images, one shrunk", "image and video"])
+def test_image_sizes_are_right_by_default_and_transposed_as_damo_under_faithful_resize_bug(adapter, clip_path, case):
+    wide, tall, large = random_image(6, 100).resize((300, 100)), random_image(7, 50).resize((50, 150)), random_image(8, 100).resize((3000, 1000))
+    clip = sample_clip(clip_path)
+    visuals = {"one image": [wide], "two images, one shrunk": [large, tall], "image and video": [wide, clip]}[case]
+    merges = [2 if isinstance(v, Clip) else 1 for v in visuals]
+    as_arrays = [[np.asarray(f) for f in v.frames] if isinstance(v, Clip) else np.asarray(v) for v in visuals]
+    as_pil = [[np.asarray(f) for f in v.frames] if isinstance(v, Clip) else v for v in visuals]  # DAMO gets video frames as arrays
+    for faithful, upstream in ((False, as_arrays), (True, as_pil)):
+        encoded = encode_batch(adapter.tokenizer, [("q", visuals)], faithful_resize_bug=faithful)
+        expected = damo_processor_sizes(upstream, merges)
+        assert grids(encoded, "image") == [s for s, m in zip(expected, merges) if m == 1]
+        assert grids(encoded, "video") == [s for s, m in zip(expected, merges) if m == 2]
+    correct = damo_processor_sizes(as_arrays, merges)
+    assert correct[0][0] < correct[0][1], "a wide image stays wide by default"
+    assert damo_processor_sizes(as_pil, merges)[0][0] > damo_processor_sizes(as_pil, merges)[0][1], "and turns tall under the bug"
+
+
+def test_faithful_resize_bug_resizes_the_pixels_transposed_and_is_recorded(damo_dir, adapter):
+    wide = random_image(6, 100).resize((300, 100))
+    faithful = VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", faithful_resize_bug=True)
+    ours, theirs = (a.prepare([Request("q", [wide], {}, {})]) for a in (adapter, faithful))
+    assert ours.inputs["image_grid_thw"].tolist() == [[1, 7, 21]] and theirs.inputs["image_grid_thw"].tolist() == [[1, 21, 7]]
+    assert ours.classes.counts() == theirs.classes.counts(), "the same tokens, differently shaped"
+    # 300 x 100 read as height 300, width 100: bicubic to 98 x 294 (width x height), 14 x 14 patches in raster order
+    pixels = (np.asarray(wide.resize((98, 294), Image.BICUBIC), dtype=np.float64) / 255 - 0.5) / 0.5
+    patches = pixels.reshape(21, 14, 7, 14, 3).transpose(0, 2, 4, 1, 3).reshape(21 * 7, 3 * 14 * 14)
+    np.testing.assert_allclose(theirs.inputs["pixel_values"].numpy(), patches, atol=1e-6)
+    assert (adapter.settings()["faithful_resize_bug"], faithful.settings()["faithful_resize_bug"]) == (False, True)
+
+
+# ----- token compression as the checkpoint says -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def still_clip_path(tmp_path_factory):
+    """30 frames at 10 fps of 112 x 140 where only a small square moves: compression drops most tokens."""
+    return write_video(tmp_path_factory.mktemp("still") / "still.mp4", 30, (112, 140), 10, still=True)
+
+
+@pytest.mark.parametrize("layout,says,given,compressed", [
+    ("damo", True, None, True), ("damo", False, None, False), ("native", False, None, False), ("native", True, None, True),
+    ("damo", False, True, True), ("damo", True, False, False),
+])  # fmt: skip
+def test_token_compression_follows_the_checkpoint_unless_given(tmp_path, still_clip_path, layout, says, given, compressed):
+    from lmms_textdom.tiny.videollama3 import save_videollama3
+
+    folder = save_videollama3(tmp_path / "ckpt", layout=layout, token_compression=says)
+    extra = {} if given is None else {"token_compression": given}
+    adapter = VideoLlama3Textdom(pretrained=str(folder), device="cpu", **extra)
+    prepared = adapter.prepare([Request("describe the video", [str(still_clip_path)], {}, {})])
+    (record,) = prepared.sample_settings
+    video_count = prepared.classes.counts()[0][prepared.classes.names.index("video")]  # |O|
+    assert adapter.settings()["token_compression"] is compressed
+    assert record["video_tokens_uncompressed"] == [3 * 4 * 5]
+    if compressed:
+        assert video_count == record["video_tokens"][0] < record["video_tokens_uncompressed"][0]
+    else:
+        assert video_count == record["video_tokens"][0] == record["video_tokens_uncompressed"][0]
+        assert prepared.inputs["video_compression_mask"].all()
+
+
+# ----- stop tokens ------------------------------------------------------------------------------------------
+
+
+class EndTurnAt(LogitsProcessor):
+    """Makes ``end`` the answer's token number ``step`` (0-based) and forbids every ``stops`` token before and after."""
+
+    def __init__(self, step: int, end: int, stops: list[int]):
+        self.step, self.end, self.stops = step, end, stops
+        self.prompt_len, self.seen = None, None
+
+    def __call__(self, input_ids, scores):
+        self.prompt_len = input_ids.shape[1] if self.prompt_len is None else self.prompt_len
+        self.seen = input_ids
+        scores[:, self.stops] = -float("inf")
+        if input_ids.shape[1] - self.prompt_len == self.step:
+            scores[:, :] = -float("inf")
+            scores[:, self.end] = 0.0
+        return scores
+
+
+def test_answers_and_rows_end_at_the_end_of_the_turn(adapter, monkeypatch):
+    tok = adapter.tokenizer
+    end_turn, end_text = tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    # the checkpoint's generation config names only <|endoftext|> (as the -HF conversion's does); <|im_end|> is added
+    assert adapter.model.generation_config.eos_token_id == [end_text, end_turn]
+    forced = EndTurnAt(3, end_turn, [end_turn, end_text, tok.eos_token_id])
+    monkeypatch.setattr(adapter.model, "generate", functools.partial(adapter.model.generate, logits_processor=LogitsProcessorList([forced])))
+    request = Request("what is shown ?", [random_image(9, 56)], {}, {"max_new_tokens": 12})
+    ((text, payload),) = adapter._run_batch([request])
+    answer = forced.seen[0, forced.prompt_len :]
+    assert answer.tolist()[-1] != end_turn and len(answer) == 3, "generation stopped at <|im_end|>"
+    assert text == tok.decode(answer, skip_special_tokens=True)
+    assert json.loads(payload)["stats"]["rows"] == 4, "three answer tokens and the row that ended the turn"
 
 
 def eager_last_block_scores(tower, pixels, grid, merges) -> list[torch.Tensor]:
@@ -382,3 +638,13 @@ def test_a_checkpoint_of_another_family_is_refused_before_loading(tiny_qwen_dir)
 def test_remote_code_is_refused(damo_dir):
     with pytest.raises(UsageError, match="trust_remote_code must stay false"):
         VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", trust_remote_code=True)
+
+
+@pytest.mark.parametrize("arg,value,message", [
+    ("video_order", "after", "accepted: text_first, video_first"),
+    ("faithful_resize_bug", "maybe", "expected true or false"),
+    ("token_compression", "sometimes", "expected true or false"),
+])  # fmt: skip
+def test_bad_layout_args_fail_before_loading(damo_dir, arg, value, message):
+    with pytest.raises(UsageError, match=message):
+        VideoLlama3Textdom(pretrained=str(damo_dir), device="cpu", **{arg: value})

@@ -10,8 +10,9 @@ from tests.lmms_runs import judged_runs as judged, results_of, run_cli_ok, sampl
 
 TASK = "mmbench_video_textdom"
 MODEL = "videollama3_textdom"
-#: the tiny random model rarely stops by itself: bound its answers to keep the runs short
-SHORT = ("--gen_kwargs", "max_new_tokens=24")
+#: bound the tiny random model's answers to keep the runs short, and keep it from ending its turn at once
+#: (an empty answer, which VLMEvalKit does not judge)
+SHORT = ("--gen_kwargs", "max_new_tokens=24,min_new_tokens=4")
 
 
 def by_index(row: dict) -> int:
@@ -51,6 +52,9 @@ def test_video_class_counts_are_the_compressed_tokens_then_pruned_per_frame_and_
         video = stats["classes"].index("video")
         (frames,), (kept,) = settings["video_frames"], settings["video_tokens"]
         assert settings["fps"] == 1.0 and settings["max_frames"] == 180 and settings["token_compression"] is True
+        # VLMEvalKit's message: its system turn, then [question, video]
+        assert settings["video_order"] == "text_first" and settings["content_order"] == ["text", "video"]
+        assert settings["system_prompt"] == "You are a helpful assistant." and settings["faithful_resize_bug"] is False
         assert len(frames) == len(settings["video_timestamps"][0]) == 2  # 16 frames at 8 fps: 2 s
         assert stats["counts"][video] == kept <= settings["video_tokens_uncompressed"][0]
         other = edited[doc_id]["textdom"]

@@ -3,7 +3,9 @@
 Samples without a video keep lmms-eval's layout: visuals in the task's order, then the text.
 With a video, ``video_order`` decides: ``text_first`` puts the text before every visual, as
 VLMEvalKit's message for video models does (``[question, video]``); ``video_first`` keeps the
-visuals-then-text layout. The order is recorded per sample (``content_order``).
+visuals-then-text layout. The order is recorded per sample (``content_order``). A family adds
+whatever else the two references' messages hold for it (VideoLLaMA3: VLMEvalKit's system turn
+with ``text_first``, none with ``video_first`` as in lmms-eval's ``videollama3``).
 """
 
 from __future__ import annotations

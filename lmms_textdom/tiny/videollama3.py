@@ -19,7 +19,7 @@ from lmms_textdom.models.videollama3.checkpoint import IMAGE_PAD, VIDEO_PAD, nat
 from lmms_textdom.tiny.common import instantiate, language_model_fields
 from lmms_textdom.tiny.tokenizer import build_tokenizer
 
-SPECIALS = ["<|im_start|>", "<|im_end|>", "<image>", IMAGE_PAD, VIDEO_PAD]
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", IMAGE_PAD, VIDEO_PAD]
 #: native weight names -> DAMO ones (the inverse of the loader's key mapping)
 TO_DAMO = {
     r"^model\.vision_model\.": "model.vision_encoder.",
@@ -56,7 +56,8 @@ def build_videollama3(seed: int = 0, attn_implementation: str = "sdpa", **sizes)
     damo = damo_config(tok, **sizes)
     config = native_config(damo, *tok.convert_tokens_to_ids([IMAGE_PAD, VIDEO_PAD]))
     model = instantiate(VideoLlama3ForConditionalGeneration, config, tok, seed, attn_implementation)
-    model.generation_config.eos_token_id = tok.eos_token_id
+    # the end of text only, as the native -HF conversion's config states (151643): not the end of a turn
+    model.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|endoftext|>")
     return model, tok, damo
 
 
@@ -69,16 +70,24 @@ def damo_state_dict(model) -> dict:
     return renamed
 
 
-def save_videollama3(path: str | Path, layout: str = "damo", **kwargs) -> Path:
-    """Save a tiny VideoLLaMA3 checkpoint folder in ``layout`` "damo" (remote-code keys) or "native"."""
+def save_videollama3(path: str | Path, layout: str = "damo", token_compression: bool = True, **kwargs) -> Path:
+    """Save a tiny VideoLLaMA3 checkpoint folder in ``layout`` "damo" (remote-code keys) or "native".
+
+    ``token_compression``: what the checkpoint says of video token compression (DAMO: ``config.json``
+    ``use_token_compression``; native: ``video_preprocessor_config.json``).
+    """
     path = Path(path)
     model, tok, damo = build_videollama3(**kwargs)
+    damo["use_token_compression"] = token_compression
     tok.save_pretrained(path)
     model.generation_config.save_pretrained(path)
     preprocessor = {"image_mean": [0.5] * 3, "image_std": [0.5] * 3, "patch_size": 14}
     if layout == "native":
         model.save_pretrained(path)
         preprocessor["image_processor_type"] = "VideoLlama3ImageProcessor"
+        video = {"video_processor_type": "VideoLlama3VideoProcessor", "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+                 "patch_size": 14, "use_token_compression": token_compression}  # fmt: skip
+        (path / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
     elif layout == "damo":
         save_file(damo_state_dict(model), str(path / "model.safetensors"), metadata={"format": "pt"})
         (path / "config.json").write_text(json.dumps(damo, indent=2))

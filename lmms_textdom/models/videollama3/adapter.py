@@ -3,7 +3,9 @@
 Visuals come from lmms-eval as PIL images or video file paths. Videos are sampled as the original
 does (``frames``: fps 1, at most ``max_frames``), every visual of a request shares the original's
 token budget, and video tokens are compressed by the original's frame-difference rule before the
-language model (``inputs``); the position-class map is built from the compressed prompt. With
+language model when the checkpoint says so (``inputs``); the position-class map is built from the
+compressed prompt. A sample with a video gets VLMEvalKit's message (its system turn, question
+first) unless ``video_order=video_first``. Answers stop at the end of the chat turn. With
 ``prune_ratio`` or ``nontext_repeat`` the adapter forms the language model's input embeddings
 itself: each image and each video frame is one non-text item, pruned by the attention its tokens
 receive in the tower's last block (after compression) and/or replicated through the shared edit
@@ -13,6 +15,7 @@ path. The language model's rotary positions are 1-D, so the edited sequence is s
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,10 +26,10 @@ from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.editing.sequence import edit_nontext
-from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, Arg
+from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.checkpoint import checkpoint_file
-from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3
+from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3, uses_token_compression
 from lmms_textdom.models.videollama3.frames import DEFAULT_FPS, DEFAULT_MAX_FRAMES, sample_clip
 from lmms_textdom.models.videollama3.inputs import MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, encode_batch
 from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
@@ -43,7 +46,13 @@ class VideoLlama3Textdom(TextdomModel):
             kind=int, check=lambda n: n >= 1, requirement="an integer >= 1"),
         Arg("max_visual_tokens", MAX_VISUAL_TOKENS, "language-model tokens shared by all images and frames of a request",
             kind=int, check=lambda n: n >= MIN_VISUAL_TOKENS, requirement=f"an integer >= {MIN_VISUAL_TOKENS}"),
-        Arg("token_compression", True, "drop video tokens that barely change from the previous frame (the original's rule)", kind=bool),
+        Arg("token_compression", None, "drop video tokens that barely change from the previous frame (the original's rule); "
+            "default: as the checkpoint says (use_token_compression, true in the official 2B / 7B)", kind=bool),
+        replace(VIDEO_ORDER, help="where the text goes in a sample with a video: text_first = VLMEvalKit's message "
+                "(system turn 'You are a helpful assistant.', question, then video), video_first = lmms-eval's "
+                "videollama3 layout (no system turn, visuals, then question)"),
+        Arg("faithful_resize_bug", False, "true = size images as DAMO's processor does, reading a PIL size as (height, width): "
+            "each image is resized with its aspect ratio transposed", kind=bool),
     )  # fmt: skip
     PRUNE_METHOD = "received"
 
@@ -51,6 +60,8 @@ class VideoLlama3Textdom(TextdomModel):
         if self.args["trust_remote_code"]:
             raise UsageError(f"{self.MODEL_ID} loads VideoLLaMA3 into transformers' native classes; trust_remote_code must stay false")
         checkpoint_config_dict(self.args["pretrained"], self.args["revision"])
+        if self.args["token_compression"] is None:
+            self.args["token_compression"] = uses_token_compression(self.args["pretrained"], self.args["revision"])
 
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
@@ -67,7 +78,8 @@ class VideoLlama3Textdom(TextdomModel):
         return self.processor  # no processor object: the inputs are built in ``inputs``
 
     def settings(self) -> dict:
-        video = {k: self.args[k] for k in ("fps", "max_frames", "max_visual_tokens", "token_compression")}
+        keys = ("fps", "max_frames", "max_visual_tokens", "token_compression", "video_order", "faithful_resize_bug")
+        video = {k: self.args[k] for k in keys}
         return {**super().settings(), **video}
 
     # ----- inputs --------------------------------------------------------------------------------
@@ -85,9 +97,10 @@ class VideoLlama3Textdom(TextdomModel):
 
     def prepare(self, batch: list[Request]) -> Prepared:
         mean, std = self._normalisation
+        a = self.args
         encoded = encode_batch(
-            self.tokenizer, [(r.context, self.visuals(r)) for r in batch],
-            self.args["max_visual_tokens"], self.args["token_compression"], mean, std,
+            self.tokenizer, [(r.context, self.visuals(r)) for r in batch], a["max_visual_tokens"], a["token_compression"],
+            mean, std, a["video_order"], a["faithful_resize_bug"],
         )  # fmt: skip
         inputs, config = encoded.inputs, self.model.config
         classes = classify_tokens(

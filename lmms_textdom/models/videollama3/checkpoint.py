@@ -27,6 +27,10 @@ DAMO_KEY_MAPPING = {
 }
 #: the placeholders our prompts use (both are in the Qwen2.5 vocabulary, so in every VideoLLaMA3 tokenizer)
 IMAGE_PAD, VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
+#: where the chat model's reply ends: the end of its turn (the template closes every turn with it;
+#: DAMO's ``mm_infer`` stops on the tokenizer's eos, ``<|im_end|>`` in Qwen2.5-Instruct's tokenizer)
+#: and the end of text (151645 and 151643 in every Qwen2.5 vocabulary)
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 #: DAMO config fields that describe the wrapper, not the Qwen2 language model
 DAMO_ONLY_FIELDS = (
     "vision_encoder", "vision_encoder_config", "mm_projector_type", "use_token_compression", "image_token_index",
@@ -51,6 +55,16 @@ def checkpoint_config_dict(pretrained: str, revision: str = "main") -> dict:
         if not config.get("vision_encoder_config"):
             raise UsageError(f"{pretrained}: config.json has no vision_encoder_config (a training checkpoint that names its encoder only)")
     return config
+
+
+def uses_token_compression(pretrained: str, revision: str = "main") -> bool:
+    """Whether the checkpoint compresses video tokens: DAMO's ``config.json`` ``use_token_compression``,
+    the native layout's ``video_preprocessor_config.json`` one; both classes default to true."""
+    config = checkpoint_config_dict(pretrained, revision)
+    if config["model_type"] == NATIVE_MODEL_TYPE:
+        path = checkpoint_file(pretrained, "video_preprocessor_config.json", revision, required=False)
+        config = json.loads(path.read_text()) if path else {}
+    return bool(config.get("use_token_compression", True))
 
 
 def native_config(damo: dict, image_token_id: int, video_token_id: int) -> VideoLlama3Config:
@@ -86,4 +100,16 @@ def load_videollama3(pretrained: str, tokenizer, revision: str = "main", **kwarg
     if problems:
         raise UsageError(f"{pretrained} does not fit the native VideoLLaMA3 classes: {problems}")
     model.config.image_token_id, model.config.video_token_id = image_id, video_id
+    model.generation_config.eos_token_id = stop_token_ids(model.generation_config.eos_token_id, tokenizer)
     return model
+
+
+def stop_token_ids(configured: int | list[int] | None, tokenizer) -> list[int]:
+    """The checkpoint's own eos ids, then every ``STOP_TOKENS`` id it lacks (a generation_config.json
+    that names only ``<|endoftext|>``, or none at all, would let answers run past the reply)."""
+    ids = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
+    for token in STOP_TOKENS:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if token_id is not None and token_id != tokenizer.unk_token_id and token_id not in ids:
+            ids.append(token_id)
+    return ids

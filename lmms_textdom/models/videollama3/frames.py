@@ -1,13 +1,15 @@
 """Which frames VideoLLaMA3 sees of a video file, and at what time, decoded with PyAV.
 
-The original (``Videollama3Qwen2Processor.load_video``) pipes the file through FFmpeg's ``fps``
-filter with ``round=down`` and, when that yields more than ``max_frames`` frames, keeps
-``linspace(0, n - 1, max_frames)`` of them; frame k is announced as ``start + k / fps`` seconds.
-The fps filter puts each decoded frame in output slot ``floor(t * fps)`` (t its presentation time)
-and emits, for every slot up to the end of the stream, the last frame at or before that slot. The
-same rule is applied here to the frames' presentation times, read with PyAV, so no ffmpeg binary
-is needed and the chosen frame numbers are known (the tests compare it with FFmpeg's own filter
-run through PyAV).
+The original (``Videollama3Qwen2Processor.load_video``) pipes the file through the ffmpeg command
+line's ``fps`` filter with ``round=down`` and, when that yields more than ``max_frames`` frames,
+keeps ``linspace(0, n - 1, max_frames)`` of them; frame k is announced as ``start + k / fps``
+seconds (``start``: the video stream's start time). The ffmpeg command line first shifts every
+timestamp so that the file starts at 0 (its default input offset, minus the file's start time);
+the fps filter then puts each decoded frame in output slot ``floor(t * fps)`` (t its shifted
+presentation time) and emits, for every slot up to the end of the stream, the last frame at or
+before that slot. The same rule is applied here to the frames' presentation times, read with PyAV,
+so no ffmpeg binary is needed and the chosen frame numbers are known (the tests compare it with
+FFmpeg's own filter run through PyAV, on files that start at 0 and files that do not).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ class Clip:
 
 @dataclass(frozen=True)
 class FrameTimes:
-    times: list[Fraction]  # presentation time of every frame, in display order
-    end: Fraction  # end of the last frame (its time plus its duration)
-    start: float  # the stream's start time in seconds
+    times: list[Fraction]  # presentation time of every frame, display order, from the file's start
+    end: Fraction  # end of the last frame (its time plus its duration), from the file's start
+    start: float  # the video stream's start time in seconds, as the file states it
 
 
 def frame_times(path: str | Path) -> FrameTimes:
@@ -57,6 +59,9 @@ def frame_times(path: str | Path) -> FrameTimes:
             packets = [(p.pts, p.duration) for p in container.demux(stream) if p.pts is not None and p.size]
             start = float(stream.start_time * base) if stream.start_time is not None else 0.0
             rate = stream.average_rate or stream.guessed_rate
+            # ffmpeg's input offset: minus the file's start time, rounded to the stream's time base
+            # (e.g. 0.583 s for an MPEG-4 file whose first frame is not at 0, B-frame delay or edit list)
+            shift = round_half_up(Fraction(container.start_time, av.time_base) / base) if container.start_time else 0
     except av.error.FFmpegError as exc:
         raise UsageError(f"cannot read video {path}: {exc}") from None
     if not packets:
@@ -64,7 +69,12 @@ def frame_times(path: str | Path) -> FrameTimes:
     packets.sort()
     last_pts, last_duration = packets[-1]
     duration = last_duration * base if last_duration else (1 / Fraction(rate) if rate else Fraction(0))
-    return FrameTimes([pts * base for pts, _ in packets], last_pts * base + duration, start)
+    return FrameTimes([(pts - shift) * base for pts, _ in packets], (last_pts - shift) * base + duration, start)
+
+
+def round_half_up(value: Fraction) -> int:
+    """FFmpeg's ``av_rescale_q`` rounding of a positive value (to nearest, halves away from zero)."""
+    return math.floor(value + Fraction(1, 2))
 
 
 def fps_filter_indices(times: FrameTimes, fps: float) -> list[int]:

@@ -9,9 +9,19 @@
   absolute change of its pixels since frame t - 1, times 255, exceeds 0.1; frame 0 is kept whole and
   every frame keeps at least its first token. Computed on bfloat16 pixels, because the original
   casts ``pixel_values`` to bfloat16 before the model computes the mask.
-- Prompt: the original chat layout, ``Time {t}s:`` before each frame, frames joined by ``,``,
-  a newline after the last frame and after each image; only the kept tokens of a frame are written,
-  so the language model and the position-class map see the compressed sequence.
+- Sizes of images under ``faithful_resize_bug``: DAMO's processor reads a PIL image's size as
+  ``height, width = image.size``, so it sizes the image as if it were transposed (a 300 x 100
+  image is resized to 98 x 294 pixels, width x height) and the model sees its aspect ratio
+  transposed; the native ``-HF`` processor and the default here size it correctly. Video frames
+  reach that code as arrays and are sized correctly in both.
+- Prompt: the original chat template's layout, ``Time {t}s:`` before each frame, frames joined by
+  ``,``, a newline after the last frame and after each image, content pieces joined without a
+  separator; only the kept tokens of a frame are written, so the language model and the
+  position-class map see the compressed sequence. A sample with a video follows ``video_order``
+  (``models/layout.py``): ``text_first`` is VLMEvalKit's VideoLLaMA3 message (system turn "You are
+  a helpful assistant.", then the question, then the video), ``video_first`` lmms-eval's
+  ``videollama3`` layout (no system turn, visuals, then the question). Other samples keep the
+  visuals-then-text layout without a system turn.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lmms_textdom.models.layout import TEXT, content_order
 from lmms_textdom.models.videollama3.checkpoint import IMAGE_PAD, VIDEO_PAD
 from lmms_textdom.models.videollama3.frames import Clip
 
@@ -32,6 +43,8 @@ IMAGE_MERGE, VIDEO_MERGE = 1, 2
 MAX_VISUAL_TOKENS, MIN_VISUAL_TOKENS = 16384, 16
 COMPRESSION_THRESHOLD = 0.1  # mean |pixel change| x 255
 MEAN = STD = (0.5, 0.5, 0.5)  # the native VideoLLaMA3 processors' normalisation
+#: the system turn of VLMEvalKit's VideoLLaMA3 wrapper (``vlm/video_llm/videollama3.py``)
+VLMEVALKIT_SYSTEM = "You are a helpful assistant."
 
 
 def target_sizes(items: Sequence[tuple[int, int, int]], merges: Sequence[int], max_tokens: int = MAX_VISUAL_TOKENS,
@@ -107,9 +120,18 @@ def video_text(timestamps: Sequence[float], kept_per_frame: Sequence[int]) -> st
     return ",".join(frames) + "\n"
 
 
-def chat_prompt(visual_texts: Sequence[str], text: str) -> str:
-    """One user turn, visuals first, then the task's text, and the assistant's turn opened."""
-    return f"<|im_start|>user\n{''.join(visual_texts)}{text}<|im_end|>\n<|im_start|>assistant\n"
+def chat_prompt(pieces: Sequence[str], system: str | None = None) -> str:
+    """An optional system turn, one user turn of ``pieces`` in order, and the assistant's turn opened."""
+    head = f"<|im_start|>system\n{system}<|im_end|>\n" if system is not None else ""
+    return f"{head}<|im_start|>user\n{''.join(pieces)}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def visual_shape(visual, faithful_resize_bug: bool = False) -> tuple[int, int, int]:
+    """(frames, height, width) the size rule reads; transposed for an image under ``faithful_resize_bug``."""
+    if isinstance(visual, Clip):
+        return len(visual.frames), visual.frames[0].height, visual.frames[0].width
+    width, height = visual.size
+    return (1, width, height) if faithful_resize_bug else (1, height, width)
 
 
 @dataclass
@@ -124,13 +146,17 @@ class Encoded:
 
 
 def encode_batch(tokenizer, requests: Sequence[tuple[str, list]], max_tokens: int = MAX_VISUAL_TOKENS,
-                 compress: bool = True, mean=MEAN, std=STD) -> Encoded:  # fmt: skip
-    """``requests``: (text, visuals) with visuals PIL images or ``Clip``s, in prompt order."""
+                 compress: bool = True, mean=MEAN, std=STD, video_order: str = "text_first",
+                 faithful_resize_bug: bool = False) -> Encoded:  # fmt: skip
+    """``requests``: (text, visuals) with visuals PIL images or ``Clip``s, in the task's order."""
     images, videos, masks, prompts, encoded = [], [], [], [], Encoded({})
     for text, visuals in requests:
-        shapes = [(len(v.frames), *v.frames[0].size[::-1]) if isinstance(v, Clip) else (1, *v.size[::-1]) for v in visuals]
+        shapes = [visual_shape(v, faithful_resize_bug) for v in visuals]
         merges = [VIDEO_MERGE if isinstance(v, Clip) else IMAGE_MERGE for v in visuals]
-        texts, record = [], {}
+        kinds = ["video" if isinstance(v, Clip) else "image" for v in visuals]
+        order = content_order(kinds, video_order)
+        system = VLMEVALKIT_SYSTEM if "video" in kinds and video_order == "text_first" else None
+        texts, record = [], {"content_order": order, "system_prompt": system}
         for visual, size, merge in zip(visuals, target_sizes(shapes, merges, max_tokens), merges):
             frames = visual.frames if isinstance(visual, Clip) else [visual]
             patches, grid = patchify(normalised(frames, size, mean, std), merge)
@@ -149,7 +175,8 @@ def encode_batch(tokenizer, requests: Sequence[tuple[str, list]], max_tokens: in
             for key, value in (("video_frames", visual.indices), ("video_timestamps", visual.timestamps),
                                ("video_tokens_uncompressed", grid[0] * per_frame), ("video_tokens", sum(kept))):  # fmt: skip
                 record.setdefault(key, []).append(value)
-        prompts.append(chat_prompt(texts, text))
+        visual_texts = iter(texts)
+        prompts.append(chat_prompt([text if kind == TEXT else next(visual_texts) for kind in order], system))
         encoded.per_sample.append(record)
     encoded.prompts = prompts
     tokens = tokenizer(prompts, padding=True, return_tensors="pt", add_special_tokens=False)
