@@ -126,21 +126,61 @@ def reference_tower(tower: GraphTransformer, x: torch.Tensor, edges: list[tuple[
     return h @ params["inverW_P.weight"].T + params["inverW_P.bias"]
 
 
-def test_graph_transformer_equals_the_per_edge_reference():
+# (nodes, edges (row <- col)): node 6 is never a row (keeps only its residual), node 0 has several
+# in-edges and a repeated edge; then graphs without edges, as an isolated target node gives them
+TOWER_CASES = {
+    "graph": (7, [(0, 1), (0, 2), (0, 2), (1, 3), (2, 4), (3, 5), (4, 0), (5, 6), (1, 1)]),
+    "no edges": (4, []),
+    "one node": (1, []),
+    "one node, self-loop": (1, [(0, 0)]),
+}
+
+
+def edge_tensor(edges: list[tuple[int, int]]) -> torch.Tensor:
+    return torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T
+
+
+@pytest.mark.parametrize("case", list(TOWER_CASES))
+def test_graph_transformer_equals_the_per_edge_reference(case):
+    nodes, edges = TOWER_CASES[case]
     tower = tiny_tower(3).eval()
-    x = torch.randn(7, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
-    # node 6 is never a row (keeps only its residual), node 0 has several in-edges and a repeated edge
-    edges = [(0, 1), (0, 2), (0, 2), (1, 3), (2, 4), (3, 5), (4, 0), (5, 6), (1, 1)]
+    x = torch.randn(nodes, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
     with torch.no_grad():
-        got = tower(x, torch.tensor(edges).T)
+        got = tower(x, edge_tensor(edges))
+    assert got.shape == (nodes, TINY_TOWER.gnn_output)
     torch.testing.assert_close(got.double(), reference_tower(tower, x, edges), atol=1e-5, rtol=1e-5)
-    # permuting the nodes permutes the output
-    perm = torch.randperm(7, generator=torch.Generator().manual_seed(1))
+
+
+def test_graph_transformer_is_equivariant_to_node_order():
+    nodes, edges = TOWER_CASES["graph"]
+    tower = tiny_tower(3).eval()
+    x = torch.randn(nodes, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
+    perm = torch.randperm(nodes, generator=torch.Generator().manual_seed(1))
     inverse = torch.argsort(perm)
     moved = [(int(inverse[r]), int(inverse[c])) for r, c in edges]
     with torch.no_grad():
-        permuted = tower(x[perm], torch.tensor(moved).T)
-    torch.testing.assert_close(permuted, got[perm], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tower(x[perm], edge_tensor(moved)), tower(x, edge_tensor(edges))[perm], atol=1e-5, rtol=1e-5)
+
+
+def test_graphs_without_edges_go_through_the_adapter(adapter):
+    """An isolated target node (one node, no edge) and an edgeless graph: encoded as upstream does, then generated under the probe."""
+    features = feature_tables()["pubmed"]["x"]
+    graphs = {
+        "one node": {"x": features[:1].numpy(), "edge_index": [[], []]},
+        "no edges": {"x": features[3:6].numpy(), "edge_index": []},
+    }
+    for graph in graphs.values():
+        params = {k: v.double() for k, v in adapter.projector.state_dict().items()}
+        expected = reference_tower(adapter.tower, torch.as_tensor(graph["x"]), []) @ params["weight"].T + params["bias"]
+        torch.testing.assert_close(adapter.graph_features(graph, "test").double(), expected, atol=1e-5, rtol=1e-5)
+    question = "Given a citation graph: \n<graph>\nwhere the 0th node is the target paper."
+    requests = [Request(question, [g], {"id": name}, {"max_new_tokens": NEW_TOKENS}) for name, g in graphs.items()]
+    prepared = adapter.prepare(requests)
+    assert [c[1] for c in prepared.classes.counts()] == [1, 3]
+    assert_matches_eager(adapter.model, dict(prepared.inputs), prepared.classes, adapter.graph_tokens.pad)
+    for (text, payload), request in zip((adapter._run_batch([r])[0] for r in requests), requests):
+        record = json.loads(payload)
+        assert SampleStats.from_dict(record["stats"]).counts[1] == len(request.visuals[0]["x"])
 
 
 # ----- prompt and positions ------------------------------------------------------------------------
