@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from lmms_textdom.core.metrics import dominance, summarize
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.graphgpt.adapter import GraphGPTTextdom
+from lmms_textdom.models.graphgpt.inputs import tokenize
 from lmms_textdom.models.graphgpt.prompt import SYSTEM, conversation, expand_graphs
 from lmms_textdom.models.graphgpt.tower import GraphTransformer
 from lmms_textdom.tiny.graph_data import feature_tables, link_items, node_items
@@ -291,13 +294,9 @@ def test_other_checkpoints_are_refused(tiny_llava_dir):
 def test_a_tokenizer_without_the_graph_tokens_is_refused(tiny_graphgpt, tmp_path):
     import shutil
 
-    from lmms_textdom.tiny.tokenizer import build_tokenizer
-
     checkpoint, _ = tiny_graphgpt
     copy = shutil.copytree(checkpoint, tmp_path / "no-graph-tokens")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (copy / name).unlink()
-    build_tokenizer().save_pretrained(copy)
+    (copy / "added_tokens.json").unlink()  # Vicuna's own tokenizer files
     with pytest.raises(UsageError, match="the tokenizer has no <g_patch>, <g_start>, <g_end> token"):
         GraphGPTTextdom(pretrained=str(copy), device="cpu")
 
@@ -319,35 +318,76 @@ def test_missing_tower_weights_name_the_model_arg(tmp_path, tiny_graphgpt):
         GraphGPTTextdom(pretrained=str(checkpoint), device="cpu", graph_tower=str(wide))
 
 
-def test_the_checkpoints_sentencepiece_tokenizer_model_loads(tiny_graphgpt, tmp_path, requests_mixed):
-    """GraphGPT ships Llama's sentencepiece ``tokenizer.model`` (no tokenizer.json) plus the three graph tokens."""
-    import io
-    import shutil
+# ----- the tokenizer: upstream's prompt ids -------------------------------------------------------
 
+
+def upstream_ids(checkpoint: Path, prompt: str) -> list[int]:
+    """The ids GraphGPT's evaluation (transformers 4.31, tokenizers 0.13) gave ``prompt``, from sentencepiece itself.
+
+    ``run_graphgpt.py`` loads the checkpoint with ``AutoTokenizer``: with no tokenizer.json, 4.31 converts
+    the sentencepiece ``tokenizer.model`` to a fast tokenizer whose normalizer is ``Prepend("▁")`` then
+    ``Replace(" ", "▁")`` (no ``legacy`` switch in that converter), over a BPE of the sentencepiece
+    vocabulary, and then registers ``<g_patch>``, ``<g_start>``, ``<g_end>`` again with
+    ``add_tokens(..., special_tokens=True)``: non-normalized tokens, matched on the raw text before
+    normalization. So the prompt is cut at those tokens, each text chunk between them is normalized and
+    encoded on its own (its own leading "▁": a "\\n" after ``<g_end>`` gives "▁" then <0x0A>), and the
+    post-processor puts BOS first. Encoding a chunk that way is sentencepiece's own ``encode`` of it as a
+    separate string (dummy prefix, identity normalizer, spaces kept), which is what this uses.
+    """
     import sentencepiece
 
-    from lmms_textdom.tiny.tokenizer import CORPUS
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
+    added = json.loads((checkpoint / "added_tokens.json").read_text())
+    ids = [sp.bos_id()]
+    for chunk in re.split("(" + "|".join(map(re.escape, added)) + ")", prompt):
+        ids += [added[chunk]] if chunk in added else sp.encode(chunk) if chunk else []
+    return ids
 
-    checkpoint, graphclip = tiny_graphgpt
-    folder = tmp_path / "GraphGPT-sentencepiece"
-    shutil.copytree(checkpoint, folder)
-    (folder / "tokenizer.json").unlink()
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(CORPUS) * 3), model_writer=model, vocab_size=380, byte_fallback=True,
-        character_coverage=1.0, model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
-    )  # fmt: skip
-    (folder / "tokenizer.model").write_bytes(model.getvalue())
-    graph_tokens = {
-        str(380 + i): {"content": t, "special": True, "normalized": False, "lstrip": False, "rstrip": False, "single_word": False}
-        for i, t in enumerate(["<g_patch>", "<g_start>", "<g_end>"])
-    }  # fmt: skip
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "add_bos_token": True, "legacy": False, "added_tokens_decoder": graph_tokens,
-    }))  # fmt: skip
-    adapter = GraphGPTTextdom(pretrained=str(folder), graph_tower=str(graphclip), device="cpu")
-    assert (adapter.graph_tokens.patch, adapter.graph_tokens.start, adapter.graph_tokens.end) == (380, 381, 382)
-    prepared = adapter.prepare(requests_mixed)
-    for counts, request in zip(prepared.classes.counts(), requests_mixed):
-        assert counts[1] == sum(node_counts(request))
+
+def test_the_tiny_checkpoint_ships_the_real_tokenizer_files(tiny_graphgpt):
+    checkpoint, _ = tiny_graphgpt
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"} <= names
+    assert "tokenizer.json" not in names
+    config = json.loads((checkpoint / "tokenizer_config.json").read_text())
+    assert config["legacy"] is False and config["tokenizer_class"] == "LlamaTokenizer" and "added_tokens_decoder" not in config
+
+
+def test_prompt_ids_are_upstreams(tiny_graphgpt, adapter, requests_mixed):
+    checkpoint, _ = tiny_graphgpt
+    newline = adapter.tokenizer.convert_tokens_to_ids(["▁", "<0x0A>"])
+    for request in requests_mixed:
+        prompt = conversation(expand_graphs(request.context, node_counts(request)))
+        expected = upstream_ids(checkpoint, prompt)
+        got = tokenize(adapter.tokenizer, prompt, adapter.graph_tokens)
+        assert got == expected
+        # what the issue saw upstream: "▁" then the newline after every <g_end>
+        ends = [i for i, t in enumerate(expected) if t == adapter.graph_tokens.end]
+        assert len(ends) == len(request.visuals) and all(expected[i + 1 : i + 3] == newline for i in ends)
+        # and the adapter's input is built on these ids: the text positions hold their embeddings
+        prepared = adapter.prepare([request])
+        embeds, text = prepared.inputs["inputs_embeds"][0], prepared.classes.ids[0] == 0
+        assert embeds.shape[0] == len(expected)
+        table = adapter.model.get_input_embeddings().weight
+        torch.testing.assert_close(embeds[text], table[torch.tensor(expected)[text]])
+
+
+@pytest.mark.parametrize("legacy", [False, None, True], ids=["legacy false", "no legacy key", "legacy true"])
+def test_prompt_ids_do_not_depend_on_the_legacy_flag(tiny_graphgpt, requests_mixed, tmp_path, legacy):
+    """4.31's conversion ignored ``legacy``; so does the loader, whatever tokenizer_config.json says."""
+    import shutil
+
+    from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
+
+    checkpoint, _ = tiny_graphgpt
+    for name in ("tokenizer.model", "special_tokens_map.json", "added_tokens.json", "tokenizer_config.json"):
+        shutil.copy(checkpoint / name, tmp_path / name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config.pop("legacy")
+    if legacy is not None:
+        config["legacy"] = legacy
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = load_tokenizer(str(tmp_path))
+    request = requests_mixed[1]  # two graphs
+    prompt = conversation(expand_graphs(request.context, node_counts(request)))
+    assert tokenizer(prompt)["input_ids"] == upstream_ids(checkpoint, prompt)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from loguru import logger
 from torch import nn
-from transformers import AutoTokenizer, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
@@ -25,6 +25,7 @@ from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.graphgpt.checkpoint import PROJECTOR, TOWER, llama_config, read_config, read_graphclip, read_prefixed, strip
 from lmms_textdom.models.graphgpt.inputs import GraphTokens, build_inputs, tokenize
 from lmms_textdom.models.graphgpt.prompt import END, GRAPH, PATCH, START, check_graph_count, conversation, expand_graphs
+from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
 from lmms_textdom.models.graphgpt.tower import GraphTransformer, TowerConfig
 
 GRAPH_TOWER = Arg(
@@ -78,23 +79,13 @@ class GraphGPTTextdom(TextdomModel):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         config = self.checkpoint_config()
         # the small parts first, so that their errors come before the language model loads
-        tokenizer = self._load_tokenizer()
+        tokenizer = load_tokenizer(pretrained, revision)
         self.graph_tokens = self._graph_tokens(tokenizer, config)
         graph_weights = read_prefixed(pretrained, (PROJECTOR, TOWER), revision)
         self.tower = self._load_tower(strip(graph_weights, TOWER)).to(self.device).eval()
         self.projector = self._load_projector(strip(graph_weights, PROJECTOR), config["hidden_size"]).to(self.device).eval()
         model = LlamaForCausalLM.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
         return model, tokenizer
-
-    def _load_tokenizer(self):
-        try:
-            return AutoTokenizer.from_pretrained(self.args["pretrained"], revision=self.args["revision"])
-        except (ImportError, ValueError, OSError) as exc:
-            # GraphGPT ships Llama's sentencepiece tokenizer.model and no tokenizer.json
-            raise UsageError(
-                f"cannot load the tokenizer of {self.args['pretrained']}: {str(exc).splitlines()[0]}\n"
-                "A sentencepiece tokenizer.model needs: pip install sentencepiece protobuf"
-            ) from exc
 
     def _graph_tokens(self, tokenizer, config: dict) -> GraphTokens:
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PATCH, START, END)}
