@@ -391,3 +391,57 @@ def test_prompt_ids_do_not_depend_on_the_legacy_flag(tiny_graphgpt, requests_mix
     request = requests_mixed[1]  # two graphs
     prompt = conversation(expand_graphs(request.context, node_counts(request)))
     assert tokenizer(prompt)["input_ids"] == upstream_ids(checkpoint, prompt)
+
+
+# ----- dtype and loading ----------------------------------------------------------------------------
+
+
+def test_tower_and_projector_follow_the_models_dtype(tiny_graphgpt, requests_mixed):
+    low = adapter_for(tiny_graphgpt, dtype="bfloat16")
+    assert low.model.dtype == torch.bfloat16
+    for module in (low.tower, low.projector):
+        assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    graph = requests_mixed[0].visuals[0]
+    got = low.graph_features(graph, "test")
+    assert got.dtype == torch.bfloat16
+    # upstream's computation in float64 on the same (bfloat16-rounded) weights and features
+    x = torch.as_tensor(graph["x"]).to(torch.bfloat16)
+    edges = [tuple(e) for e in np.asarray(graph["edge_index"]).T.tolist()]
+    params = {k: v.double() for k, v in low.projector.state_dict().items()}
+    expected = reference_tower(low.tower, x, edges) @ params["weight"].T + params["bias"]
+    torch.testing.assert_close(got.double(), expected, atol=0.1, rtol=0.05)
+
+
+@pytest.fixture
+def transformers_warnings():
+    """Warnings that transformers logs (its own logging, not loguru) while the test runs."""
+    import logging
+
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    root = logging.getLogger("transformers")
+    root.addHandler(handler)
+    yield seen
+    root.removeHandler(handler)
+
+
+def test_only_truly_unexpected_checkpoint_keys_warn(tiny_graphgpt, tmp_path, transformers_warnings):
+    import shutil
+
+    checkpoint, graphclip = tiny_graphgpt
+    adapter_for(tiny_graphgpt)
+    assert not [w for w in transformers_warnings if "graph_projector" in w or "graph_tower" in w]
+    # a key that nothing reads still warns, and the graph keys stay silent beside it
+    extra = shutil.copytree(checkpoint, tmp_path / "extra-key")
+    index = json.loads((extra / "pytorch_model.bin.index.json").read_text())
+    shard = sorted(set(index["weight_map"].values()))[0]
+    tensors = torch.load(extra / shard, weights_only=True)
+    tensors["model.lm_extra_head.weight"] = torch.zeros(2, 2)
+    torch.save(tensors, extra / shard)
+    index["weight_map"]["model.lm_extra_head.weight"] = shard
+    (extra / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    transformers_warnings.clear()
+    GraphGPTTextdom(pretrained=str(extra), graph_tower=str(graphclip), device="cpu")
+    reports = [w for w in transformers_warnings if "model.lm_extra_head.weight" in w]
+    assert reports and not [w for w in reports if "graph_projector" in w or "graph_tower" in w]
