@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from lmms_textdom.core.metrics import dominance, summarize
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.models.base import Request
 from lmms_textdom.models.graphgpt.adapter import GraphGPTTextdom
+from lmms_textdom.models.graphgpt.inputs import tokenize
 from lmms_textdom.models.graphgpt.prompt import SYSTEM, conversation, expand_graphs
 from lmms_textdom.models.graphgpt.tower import GraphTransformer
 from lmms_textdom.tiny.graph_data import feature_tables, link_items, node_items
@@ -126,21 +129,61 @@ def reference_tower(tower: GraphTransformer, x: torch.Tensor, edges: list[tuple[
     return h @ params["inverW_P.weight"].T + params["inverW_P.bias"]
 
 
-def test_graph_transformer_equals_the_per_edge_reference():
+# (nodes, edges (row <- col)): node 6 is never a row (keeps only its residual), node 0 has several
+# in-edges and a repeated edge; then graphs without edges, as an isolated target node gives them
+TOWER_CASES = {
+    "graph": (7, [(0, 1), (0, 2), (0, 2), (1, 3), (2, 4), (3, 5), (4, 0), (5, 6), (1, 1)]),
+    "no edges": (4, []),
+    "one node": (1, []),
+    "one node, self-loop": (1, [(0, 0)]),
+}
+
+
+def edge_tensor(edges: list[tuple[int, int]]) -> torch.Tensor:
+    return torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T
+
+
+@pytest.mark.parametrize("case", list(TOWER_CASES))
+def test_graph_transformer_equals_the_per_edge_reference(case):
+    nodes, edges = TOWER_CASES[case]
     tower = tiny_tower(3).eval()
-    x = torch.randn(7, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
-    # node 6 is never a row (keeps only its residual), node 0 has several in-edges and a repeated edge
-    edges = [(0, 1), (0, 2), (0, 2), (1, 3), (2, 4), (3, 5), (4, 0), (5, 6), (1, 1)]
+    x = torch.randn(nodes, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
     with torch.no_grad():
-        got = tower(x, torch.tensor(edges).T)
+        got = tower(x, edge_tensor(edges))
+    assert got.shape == (nodes, TINY_TOWER.gnn_output)
     torch.testing.assert_close(got.double(), reference_tower(tower, x, edges), atol=1e-5, rtol=1e-5)
-    # permuting the nodes permutes the output
-    perm = torch.randperm(7, generator=torch.Generator().manual_seed(1))
+
+
+def test_graph_transformer_is_equivariant_to_node_order():
+    nodes, edges = TOWER_CASES["graph"]
+    tower = tiny_tower(3).eval()
+    x = torch.randn(nodes, TINY_TOWER.gnn_input, generator=torch.Generator().manual_seed(0)) * 3
+    perm = torch.randperm(nodes, generator=torch.Generator().manual_seed(1))
     inverse = torch.argsort(perm)
     moved = [(int(inverse[r]), int(inverse[c])) for r, c in edges]
     with torch.no_grad():
-        permuted = tower(x[perm], torch.tensor(moved).T)
-    torch.testing.assert_close(permuted, got[perm], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tower(x[perm], edge_tensor(moved)), tower(x, edge_tensor(edges))[perm], atol=1e-5, rtol=1e-5)
+
+
+def test_graphs_without_edges_go_through_the_adapter(adapter):
+    """An isolated target node (one node, no edge) and an edgeless graph: encoded as upstream does, then generated under the probe."""
+    features = feature_tables()["pubmed"]["x"]
+    graphs = {
+        "one node": {"x": features[:1].numpy(), "edge_index": [[], []]},
+        "no edges": {"x": features[3:6].numpy(), "edge_index": []},
+    }
+    for graph in graphs.values():
+        params = {k: v.double() for k, v in adapter.projector.state_dict().items()}
+        expected = reference_tower(adapter.tower, torch.as_tensor(graph["x"]), []) @ params["weight"].T + params["bias"]
+        torch.testing.assert_close(adapter.graph_features(graph, "test").double(), expected, atol=1e-5, rtol=1e-5)
+    question = "Given a citation graph: \n<graph>\nwhere the 0th node is the target paper."
+    requests = [Request(question, [g], {"id": name}, {"max_new_tokens": NEW_TOKENS}) for name, g in graphs.items()]
+    prepared = adapter.prepare(requests)
+    assert [c[1] for c in prepared.classes.counts()] == [1, 3]
+    assert_matches_eager(adapter.model, dict(prepared.inputs), prepared.classes, adapter.graph_tokens.pad)
+    for (text, payload), request in zip((adapter._run_batch([r])[0] for r in requests), requests):
+        record = json.loads(payload)
+        assert SampleStats.from_dict(record["stats"]).counts[1] == len(request.visuals[0]["x"])
 
 
 # ----- prompt and positions ------------------------------------------------------------------------
@@ -251,13 +294,9 @@ def test_other_checkpoints_are_refused(tiny_llava_dir):
 def test_a_tokenizer_without_the_graph_tokens_is_refused(tiny_graphgpt, tmp_path):
     import shutil
 
-    from lmms_textdom.tiny.tokenizer import build_tokenizer
-
     checkpoint, _ = tiny_graphgpt
     copy = shutil.copytree(checkpoint, tmp_path / "no-graph-tokens")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (copy / name).unlink()
-    build_tokenizer().save_pretrained(copy)
+    (copy / "added_tokens.json").unlink()  # Vicuna's own tokenizer files
     with pytest.raises(UsageError, match="the tokenizer has no <g_patch>, <g_start>, <g_end> token"):
         GraphGPTTextdom(pretrained=str(copy), device="cpu")
 
@@ -279,35 +318,130 @@ def test_missing_tower_weights_name_the_model_arg(tmp_path, tiny_graphgpt):
         GraphGPTTextdom(pretrained=str(checkpoint), device="cpu", graph_tower=str(wide))
 
 
-def test_the_checkpoints_sentencepiece_tokenizer_model_loads(tiny_graphgpt, tmp_path, requests_mixed):
-    """GraphGPT ships Llama's sentencepiece ``tokenizer.model`` (no tokenizer.json) plus the three graph tokens."""
-    import io
-    import shutil
+# ----- the tokenizer: upstream's prompt ids -------------------------------------------------------
 
+
+def upstream_ids(checkpoint: Path, prompt: str) -> list[int]:
+    """The ids GraphGPT's evaluation (transformers 4.31, tokenizers 0.13) gave ``prompt``, from sentencepiece itself.
+
+    ``run_graphgpt.py`` loads the checkpoint with ``AutoTokenizer``: with no tokenizer.json, 4.31 converts
+    the sentencepiece ``tokenizer.model`` to a fast tokenizer whose normalizer is ``Prepend("▁")`` then
+    ``Replace(" ", "▁")`` (no ``legacy`` switch in that converter), over a BPE of the sentencepiece
+    vocabulary, and then registers ``<g_patch>``, ``<g_start>``, ``<g_end>`` again with
+    ``add_tokens(..., special_tokens=True)``: non-normalized tokens, matched on the raw text before
+    normalization. So the prompt is cut at those tokens, each text chunk between them is normalized and
+    encoded on its own (its own leading "▁": a "\\n" after ``<g_end>`` gives "▁" then <0x0A>), and the
+    post-processor puts BOS first. Encoding a chunk that way is sentencepiece's own ``encode`` of it as a
+    separate string (dummy prefix, identity normalizer, spaces kept), which is what this uses.
+    """
     import sentencepiece
 
-    from lmms_textdom.tiny.tokenizer import CORPUS
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(checkpoint / "tokenizer.model"))
+    added = json.loads((checkpoint / "added_tokens.json").read_text())
+    ids = [sp.bos_id()]
+    for chunk in re.split("(" + "|".join(map(re.escape, added)) + ")", prompt):
+        ids += [added[chunk]] if chunk in added else sp.encode(chunk) if chunk else []
+    return ids
+
+
+def test_the_tiny_checkpoint_ships_the_real_tokenizer_files(tiny_graphgpt):
+    checkpoint, _ = tiny_graphgpt
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"} <= names
+    assert "tokenizer.json" not in names
+    config = json.loads((checkpoint / "tokenizer_config.json").read_text())
+    assert config["legacy"] is False and config["tokenizer_class"] == "LlamaTokenizer" and "added_tokens_decoder" not in config
+
+
+def test_prompt_ids_are_upstreams(tiny_graphgpt, adapter, requests_mixed):
+    checkpoint, _ = tiny_graphgpt
+    newline = adapter.tokenizer.convert_tokens_to_ids(["▁", "<0x0A>"])
+    for request in requests_mixed:
+        prompt = conversation(expand_graphs(request.context, node_counts(request)))
+        expected = upstream_ids(checkpoint, prompt)
+        got = tokenize(adapter.tokenizer, prompt, adapter.graph_tokens)
+        assert got == expected
+        # what the issue saw upstream: "▁" then the newline after every <g_end>
+        ends = [i for i, t in enumerate(expected) if t == adapter.graph_tokens.end]
+        assert len(ends) == len(request.visuals) and all(expected[i + 1 : i + 3] == newline for i in ends)
+        # and the adapter's input is built on these ids: the text positions hold their embeddings
+        prepared = adapter.prepare([request])
+        embeds, text = prepared.inputs["inputs_embeds"][0], prepared.classes.ids[0] == 0
+        assert embeds.shape[0] == len(expected)
+        table = adapter.model.get_input_embeddings().weight
+        torch.testing.assert_close(embeds[text], table[torch.tensor(expected)[text]])
+
+
+@pytest.mark.parametrize("legacy", [False, None, True], ids=["legacy false", "no legacy key", "legacy true"])
+def test_prompt_ids_do_not_depend_on_the_legacy_flag(tiny_graphgpt, requests_mixed, tmp_path, legacy):
+    """4.31's conversion ignored ``legacy``; so does the loader, whatever tokenizer_config.json says."""
+    import shutil
+
+    from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
+
+    checkpoint, _ = tiny_graphgpt
+    for name in ("tokenizer.model", "special_tokens_map.json", "added_tokens.json", "tokenizer_config.json"):
+        shutil.copy(checkpoint / name, tmp_path / name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config.pop("legacy")
+    if legacy is not None:
+        config["legacy"] = legacy
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tokenizer = load_tokenizer(str(tmp_path))
+    request = requests_mixed[1]  # two graphs
+    prompt = conversation(expand_graphs(request.context, node_counts(request)))
+    assert tokenizer(prompt)["input_ids"] == upstream_ids(checkpoint, prompt)
+
+
+# ----- dtype and loading ----------------------------------------------------------------------------
+
+
+def test_tower_and_projector_follow_the_models_dtype(tiny_graphgpt, requests_mixed):
+    low = adapter_for(tiny_graphgpt, dtype="bfloat16")
+    assert low.model.dtype == torch.bfloat16
+    for module in (low.tower, low.projector):
+        assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    graph = requests_mixed[0].visuals[0]
+    got = low.graph_features(graph, "test")
+    assert got.dtype == torch.bfloat16
+    # upstream's computation in float64 on the same (bfloat16-rounded) weights and features
+    x = torch.as_tensor(graph["x"]).to(torch.bfloat16)
+    edges = [tuple(e) for e in np.asarray(graph["edge_index"]).T.tolist()]
+    params = {k: v.double() for k, v in low.projector.state_dict().items()}
+    expected = reference_tower(low.tower, x, edges) @ params["weight"].T + params["bias"]
+    torch.testing.assert_close(got.double(), expected, atol=0.1, rtol=0.05)
+
+
+@pytest.fixture
+def transformers_warnings():
+    """Warnings that transformers logs (its own logging, not loguru) while the test runs."""
+    import logging
+
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())
+    root = logging.getLogger("transformers")
+    root.addHandler(handler)
+    yield seen
+    root.removeHandler(handler)
+
+
+def test_only_truly_unexpected_checkpoint_keys_warn(tiny_graphgpt, tmp_path, transformers_warnings):
+    import shutil
 
     checkpoint, graphclip = tiny_graphgpt
-    folder = tmp_path / "GraphGPT-sentencepiece"
-    shutil.copytree(checkpoint, folder)
-    (folder / "tokenizer.json").unlink()
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(CORPUS) * 3), model_writer=model, vocab_size=380, byte_fallback=True,
-        character_coverage=1.0, model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
-    )  # fmt: skip
-    (folder / "tokenizer.model").write_bytes(model.getvalue())
-    graph_tokens = {
-        str(380 + i): {"content": t, "special": True, "normalized": False, "lstrip": False, "rstrip": False, "single_word": False}
-        for i, t in enumerate(["<g_patch>", "<g_start>", "<g_end>"])
-    }  # fmt: skip
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-        "add_bos_token": True, "legacy": False, "added_tokens_decoder": graph_tokens,
-    }))  # fmt: skip
-    adapter = GraphGPTTextdom(pretrained=str(folder), graph_tower=str(graphclip), device="cpu")
-    assert (adapter.graph_tokens.patch, adapter.graph_tokens.start, adapter.graph_tokens.end) == (380, 381, 382)
-    prepared = adapter.prepare(requests_mixed)
-    for counts, request in zip(prepared.classes.counts(), requests_mixed):
-        assert counts[1] == sum(node_counts(request))
+    adapter_for(tiny_graphgpt)
+    assert not [w for w in transformers_warnings if "graph_projector" in w or "graph_tower" in w]
+    # a key that nothing reads still warns, and the graph keys stay silent beside it
+    extra = shutil.copytree(checkpoint, tmp_path / "extra-key")
+    index = json.loads((extra / "pytorch_model.bin.index.json").read_text())
+    shard = sorted(set(index["weight_map"].values()))[0]
+    tensors = torch.load(extra / shard, weights_only=True)
+    tensors["model.lm_extra_head.weight"] = torch.zeros(2, 2)
+    torch.save(tensors, extra / shard)
+    index["weight_map"]["model.lm_extra_head.weight"] = shard
+    (extra / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    transformers_warnings.clear()
+    GraphGPTTextdom(pretrained=str(extra), graph_tower=str(graphclip), device="cpu")
+    reports = [w for w in transformers_warnings if "model.lm_extra_head.weight" in w]
+    assert reports and not [w for w in reports if "graph_projector" in w or "graph_tower" in w]

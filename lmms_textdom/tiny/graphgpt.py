@@ -1,16 +1,22 @@
 """A tiny GraphGPT checkpoint in the real layout, and a tiny GraphCLIP-GT tower file.
 
 ``save_graphgpt(path)`` writes what ``Jiabin99/GraphGPT-7B-mix-all`` holds: a GraphLlama
-config.json (Llama fields, linear x4 ``rope_scaling``, the graph fields), a tokenizer with the
-added ``<g_patch>``, ``<g_start>``, ``<g_end>`` tokens, and ``pytorch_model-0000k-of-0000n.bin``
-shards with an index, under the real key names: the Llama weights, ``model.graph_projector.*`` and
-a float16 ``model.graph_tower.*``. ``save_graphclip(path)`` writes ``clip_gt_arxiv_pub/``: the
-GraphCLIP config.json and a ``clip_gt_arxiv_pub.pkl`` state dict (``gnn.*``, a text-encoder stand-in
-and ``logit_scale``), as GraphGPT's evaluation reads it.
+config.json (Llama fields, linear x4 ``rope_scaling``, the graph fields), the tokenizer files as
+the real checkpoint ships them (a sentencepiece ``tokenizer.model`` trained here with Llama's
+normalizer settings, Vicuna-7B v1.5's ``tokenizer_config.json`` with ``legacy: false``, GraphGPT's
+``special_tokens_map.json`` and ``added_tokens.json`` with ``<g_patch>``, ``<g_start>``, ``<g_end>``
+right after the sentencepiece vocabulary; no ``tokenizer.json``), and
+``pytorch_model-0000k-of-0000n.bin`` shards with an index, under the real key names: the Llama
+weights, ``model.graph_projector.*`` and a float16 ``model.graph_tower.*``.
+
+``save_graphclip(path)`` writes ``clip_gt_arxiv_pub/``: the GraphCLIP config.json and a
+``clip_gt_arxiv_pub.pkl`` state dict (``gnn.*``, a text-encoder stand-in and ``logit_scale``), as
+GraphGPT's evaluation reads it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -19,14 +25,68 @@ from torch import nn
 from transformers import LlamaForCausalLM
 
 from lmms_textdom.models.graphgpt.checkpoint import GRAPHCLIP_FILE, llama_config
-from lmms_textdom.models.graphgpt.prompt import END, PATCH, START
+from lmms_textdom.models.graphgpt.prompt import END, PATCH, START, SYSTEM
+from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
 from lmms_textdom.models.graphgpt.tower import GraphTransformer, TowerConfig
 from lmms_textdom.tiny.common import instantiate, language_model_fields
-from lmms_textdom.tiny.tokenizer import build_tokenizer
+from lmms_textdom.tiny.graph_data import human_turn, link_items
+from lmms_textdom.tiny.tokenizer import CORPUS
 
 #: the tiny tower: the real one's layout with width 16 (real: 128) and 2 layers (real: 3), 8 heads
 TINY_TOWER = TowerConfig(gnn_input=16, att_d_model=16, gnn_output=16, gt_layers=2, head=8, att_norm=True, if_pos=False)
 ROPE_SCALING = {"type": "linear", "factor": 4.0}
+#: the sentencepiece vocabulary (real: 32000); the three graph tokens follow it, as 32000-32002 do
+SENTENCEPIECE_VOCAB = 400
+
+
+def _added_token(content: str) -> dict:
+    return {"__type": "AddedToken", "content": content, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False}
+
+
+# Vicuna-7B v1.5's tokenizer_config.json, which GraphGPT's checkpoint carries over from its base: the
+# slow LlamaTokenizer, BOS added, and legacy: false (which transformers 4.31's fast conversion ignored)
+TOKENIZER_CONFIG = {
+    "add_bos_token": True,
+    "add_eos_token": False,
+    "bos_token": _added_token("<s>"),
+    "clean_up_tokenization_spaces": False,
+    "eos_token": _added_token("</s>"),
+    "legacy": False,
+    "model_max_length": 4096,
+    "pad_token": None,
+    "padding_side": "right",
+    "sp_model_kwargs": {},
+    "tokenizer_class": "LlamaTokenizer",
+    "unk_token": _added_token("<unk>"),
+}
+# GraphGPT-7B-mix-all's special_tokens_map.json: training set the pad token to <unk>
+SPECIAL_TOKENS_MAP = {
+    "bos_token": {k: v for k, v in _added_token("<s>").items() if k != "__type"},
+    "eos_token": {k: v for k, v in _added_token("</s>").items() if k != "__type"},
+    "pad_token": "<unk>",
+    "unk_token": {k: v for k, v in _added_token("<unk>").items() if k != "__type"},
+}
+
+
+def save_tokenizer(path: Path, vocab_size: int = SENTENCEPIECE_VOCAB) -> None:
+    """The four tokenizer files of the real checkpoint; the sentencepiece model has Llama's settings
+    (BPE, byte fallback, digits split, identity normalizer, dummy prefix, spaces kept as they are)."""
+    import sentencepiece
+
+    prompts = [human_turn("pubmed", "std", "paper 0"), link_items(1, seed=0)[0]["conversations"][0]["value"]]
+    # no newline in the corpus: Llama's vocabulary has none either, "\n" is the byte piece <0x0A>
+    corpus = [*CORPUS, SYSTEM, *(p.replace("<graph>", "").replace("\n", " ") for p in prompts)]
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus * 3), model_writer=model, vocab_size=vocab_size, model_type="bpe", byte_fallback=True,
+        split_digits=True, normalization_rule_name="identity", add_dummy_prefix=True, remove_extra_whitespaces=False,
+        allow_whitespace_only_pieces=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        num_threads=1, minloglevel=2,
+    )  # fmt: skip
+    (path / "tokenizer.model").write_bytes(model.getvalue())
+    (path / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, indent=2))
+    (path / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS_MAP, indent=2))
+    (path / "added_tokens.json").write_text(json.dumps({token: vocab_size + i for i, token in enumerate((PATCH, START, END))}))
 
 
 def tiny_tower(seed: int, config: TowerConfig = TINY_TOWER) -> GraphTransformer:
@@ -65,7 +125,8 @@ def save_graphgpt(path: str | Path, num_layers: int = 4, hidden_size: int = 32, 
     """Write the checkpoint folder; the tower copy inside it comes from ``tower_seed`` (None: no copy)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer([PATCH, START, END])
+    save_tokenizer(path)
+    tok = load_tokenizer(str(path))
     config = graphgpt_config(tok, num_layers, hidden_size, TINY_TOWER)
     model = instantiate(LlamaForCausalLM, llama_config(config), tok, seed, "sdpa")
     torch.manual_seed(seed + 100)
@@ -85,7 +146,6 @@ def save_graphgpt(path: str | Path, num_layers: int = 4, hidden_size: int = 32, 
     total = sum(v.numel() * v.element_size() for v in weights.values())
     (path / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
     (path / "config.json").write_text(json.dumps(config, indent=1))
-    tok.save_pretrained(path)
     return path
 
 

@@ -5,8 +5,8 @@ The language model loads into transformers' ``LlamaForCausalLM`` from the checkp
 tower is ``GraphTransformer`` with the GraphCLIP-GT weights GraphGPT's evaluation uses (model_arg
 ``graph_tower``), else the checkpoint's own copy. Graphs come from the task's ``doc_to_visual`` as
 ``{"x": [nodes, width] features, "edge_index": [2, edges] local}`` items, one per ``<graph>``
-marker in the task's text, in order. The tower and projector run in float32; their output is cast
-to the language model's dtype.
+marker in the task's text, in order. The tower and projector run in the language model's dtype, as
+upstream runs them in its float16.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import numpy as np
 import torch
 from loguru import logger
 from torch import nn
-from transformers import AutoTokenizer, LlamaForCausalLM
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
-from lmms_textdom.models.graphgpt.checkpoint import PROJECTOR, TOWER, llama_config, read_config, read_graphclip, read_prefixed, strip
+from lmms_textdom.models.graphgpt.checkpoint import (
+    PROJECTOR, TOWER, GraphGPTLanguageModel, llama_config, read_config, read_graphclip, read_prefixed, strip,
+)  # fmt: skip
 from lmms_textdom.models.graphgpt.inputs import GraphTokens, build_inputs, tokenize
 from lmms_textdom.models.graphgpt.prompt import END, GRAPH, PATCH, START, check_graph_count, conversation, expand_graphs
+from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
 from lmms_textdom.models.graphgpt.tower import GraphTransformer, TowerConfig
 
 GRAPH_TOWER = Arg(
@@ -78,23 +80,15 @@ class GraphGPTTextdom(TextdomModel):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         config = self.checkpoint_config()
         # the small parts first, so that their errors come before the language model loads
-        tokenizer = self._load_tokenizer()
+        tokenizer = load_tokenizer(pretrained, revision)
         self.graph_tokens = self._graph_tokens(tokenizer, config)
         graph_weights = read_prefixed(pretrained, (PROJECTOR, TOWER), revision)
-        self.tower = self._load_tower(strip(graph_weights, TOWER)).to(self.device).eval()
-        self.projector = self._load_projector(strip(graph_weights, PROJECTOR), config["hidden_size"]).to(self.device).eval()
-        model = LlamaForCausalLM.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
+        # in the language model's dtype, as upstream runs them in its float16
+        self.tower = self._load_tower(strip(graph_weights, TOWER)).to(self.device, self.dtype).eval()
+        projector = self._load_projector(strip(graph_weights, PROJECTOR), config["hidden_size"])
+        self.projector = projector.to(self.device, self.dtype).eval()
+        model = GraphGPTLanguageModel.from_pretrained(pretrained, config=llama_config(config), **self.from_pretrained_kwargs())
         return model, tokenizer
-
-    def _load_tokenizer(self):
-        try:
-            return AutoTokenizer.from_pretrained(self.args["pretrained"], revision=self.args["revision"])
-        except (ImportError, ValueError, OSError) as exc:
-            # GraphGPT ships Llama's sentencepiece tokenizer.model and no tokenizer.json
-            raise UsageError(
-                f"cannot load the tokenizer of {self.args['pretrained']}: {str(exc).splitlines()[0]}\n"
-                "A sentencepiece tokenizer.model needs: pip install sentencepiece protobuf"
-            ) from exc
 
     def _graph_tokens(self, tokenizer, config: dict) -> GraphTokens:
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PATCH, START, END)}
@@ -151,7 +145,7 @@ class GraphGPTTextdom(TextdomModel):
         """One ``doc_to_visual`` graph item through the tower and the projector: one row per node."""
         if not isinstance(graph, dict) or "x" not in graph or "edge_index" not in graph:
             raise UsageError(f"{where}: expected a graph as an {{'x', 'edge_index'}} item, got {type(graph).__name__}")
-        x = _as_tensor(graph["x"], torch.float32)
+        x = _as_tensor(graph["x"], self.dtype)  # upstream casts the node features to its float16 likewise
         edges = _as_tensor(graph["edge_index"], torch.long).reshape(2, -1)
         width = self.tower.config.gnn_input
         if x.dim() != 2 or x.shape[1] != width:

@@ -9,10 +9,11 @@ from whichever weight file holds them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.checkpoint import checkpoint_file
@@ -24,6 +25,12 @@ TOWER = "model.graph_tower."
 GRAPHCLIP_FILE = "clip_gt_arxiv_pub.pkl"
 # (index file, single file) in the order transformers prefers them
 WEIGHT_FILES = (("model.safetensors.index.json", "model.safetensors"), ("pytorch_model.bin.index.json", "pytorch_model.bin"))
+
+
+class GraphGPTLanguageModel(LlamaForCausalLM):
+    """transformers' LlamaForCausalLM, told that the checkpoint's graph projector and tower keys are read here."""
+
+    _keys_to_ignore_on_load_unexpected = [f"^{re.escape(PROJECTOR)}", f"^{re.escape(TOWER)}"]
 
 
 def read_config(pretrained: str, revision: str = "main") -> dict:

@@ -66,10 +66,12 @@ class GTLayer(nn.Module):
         rows, cols = edge_index
         nodes, d = embeds.shape
         edges = rows.shape[0]
-        q = (embeds[rows] @ self.qTrans).view(edges, self.heads, -1)
-        k = (embeds[cols] @ self.kTrans).view(edges, self.heads, -1)
-        v = (embeds[cols] @ self.vTrans).view(edges, self.heads, -1)
-        scores = (q * k).sum(-1).clamp(-10.0, 10.0).exp()  # (edges, heads)
+        # every size given: a graph without edges (one node alone) has 0 rows here, and -1 cannot be inferred then
+        shape = (edges, self.heads, d // self.heads)
+        q = (embeds[rows] @ self.qTrans).view(shape)
+        k = (embeds[cols] @ self.kTrans).view(shape)
+        v = (embeds[cols] @ self.vTrans).view(shape)
+        scores = torch.einsum("ehd,ehd->eh", q, k).clamp(-10.0, 10.0).exp()  # the same einsum as upstream (same rounding in float16)
         totals = embeds.new_zeros(nodes, self.heads).index_add_(0, rows, scores)
         weights = scores / (totals[rows] + 1e-8)  # upstream's epsilon
         messages = (weights[..., None] * v).reshape(edges, d)
