@@ -27,7 +27,7 @@ from typing import Callable
 import pytest
 import torch
 from PIL import Image
-from transformers import Kimi_K25ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
+from transformers import Kimi_K25ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, VideoLlama3ForConditionalGeneration
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import MergeModulelist, WeightConverter, WeightRenaming, rename_source_key
 from transformers.utils.loading_report import LoadStateDictInfo
@@ -39,6 +39,8 @@ from lmms_textdom.models.kimi_vl.adapter import KimiVLTextdom
 from lmms_textdom.models.llava.adapter import FALLBACK_PROMPT, TOWERS_WITH_CLS, LlavaHfTextdom
 from lmms_textdom.models.qwen2_5_vl import inputs as qwen_inputs
 from lmms_textdom.models.qwen2_5_vl.adapter import MIN_FRAME_PIXELS, Qwen25VLTextdom
+from lmms_textdom.models.videollama3 import checkpoint as videollama3_checkpoint
+from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
 
 REAL = Path(__file__).parent / "real_layouts"
 #: the weight names of a checkpoint: its shard index's keys, sorted, one per line (see each SOURCES)
@@ -87,8 +89,8 @@ CHECKPOINTS = (
     Checkpoint("moonshotai/Kimi-VL-A3B-Instruct", KimiVLTextdom, KIMI_FILES),
     Checkpoint("moonshotai/Kimi-VL-A3B-Thinking", None, KIMI_FILES),
     Checkpoint("moonshotai/Kimi-VL-A3B-Thinking-2506", None, KIMI_FILES),
-    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-7B", None, VIDEOLLAMA3_FILES),
-    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-2B", None, VIDEOLLAMA3_FILES),
+    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-7B", VideoLlama3Textdom, VIDEOLLAMA3_FILES),
+    Checkpoint("DAMO-NLP-SG/VideoLLaMA3-2B", VideoLlama3Textdom, VIDEOLLAMA3_FILES),
     Checkpoint("lkhl/VideoLLaMA3-7B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
     Checkpoint("lkhl/VideoLLaMA3-2B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
     Checkpoint("bytedance-research/ChatTS-14B", None, CHATTS_FILES, "bytedance-research__ChatTS-14B-0801"),
@@ -97,6 +99,10 @@ CHECKPOINTS = (
 )
 
 ALL = "every file"
+NO_DAMO_FILES = {
+    name: "no whole copy found (DAMO's GitHub repository ships the model code, not the hub files)"
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json")
+}
 #: files of each checkpoint that no public stored copy held whole: checkpoint folder -> {file or ALL: why}
 NOT_FOUND: dict[str, dict[str, str]] = {
     "llava-hf__llava-1.5-7b-hf": {},
@@ -120,8 +126,8 @@ NOT_FOUND: dict[str, dict[str, str]] = {
     },
     "moonshotai__Kimi-VL-A3B-Thinking": {ALL: "no whole copy found; hub file pages only as excerpts"},
     "moonshotai__Kimi-VL-A3B-Thinking-2506": {ALL: "no whole copy found"},
-    "DAMO-NLP-SG__VideoLLaMA3-7B": {ALL: "no whole copy found (DAMO's GitHub repository ships code, not the hub files)"},
-    "DAMO-NLP-SG__VideoLLaMA3-2B": {ALL: "no whole copy found"},
+    "DAMO-NLP-SG__VideoLLaMA3-7B": NO_DAMO_FILES,
+    "DAMO-NLP-SG__VideoLLaMA3-2B": NO_DAMO_FILES,
     "lkhl__VideoLLaMA3-7B-Image-HF": {ALL: "no whole copy found"},
     "lkhl__VideoLLaMA3-2B-Image-HF": {ALL: "no whole copy found"},
     "bytedance-research__ChatTS-14B-0801": {ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only)"},
@@ -131,6 +137,28 @@ NOT_FOUND: dict[str, dict[str, str]] = {
         "(graph_hidden_size 384, graph_tower clip_gt_arxiv, a local pretrain path), not the hub file",
     },
 }
+
+
+def videollama3_structure(text: dict) -> object:
+    """The native config of a DAMO ``videollama3_qwen2`` config of the published structure, through the
+    adapter's own translation: the Qwen2.5 base named in DAMO's README and the SigLIP-so400m tower
+    (27 layers); on the meta device only the depths and the embedding tying shape the names."""
+    vision = {"model_type": "videollama3_vision_encoder", "hidden_size": 1152, "intermediate_size": 4304,
+              "num_hidden_layers": 27, "num_attention_heads": 16, "patch_size": 14}  # fmt: skip
+    damo = {"model_type": "videollama3_qwen2", "mm_projector_type": "mlp2x_gelu", "vision_encoder_config": vision, **text}
+    return videollama3_checkpoint.native_config(damo, image_token_id=151655, video_token_id=151656)
+
+
+#: where no index was found, the weight names are derived from the model's own public code (each folder's
+#: SOURCES says how) for the structure given here: folder -> the config the family's model class is built from
+DERIVED: dict[str, Callable[[], object]] = {
+    "DAMO-NLP-SG__VideoLLaMA3-2B": lambda: videollama3_structure(  # Qwen2.5-1.5B: tied embeddings, no lm_head tensor
+        {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+         "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}),
+    "DAMO-NLP-SG__VideoLLaMA3-7B": lambda: videollama3_structure(  # Qwen2.5-7B
+        {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+         "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False}),
+}  # fmt: skip
 
 
 def not_found(checkpoint: Checkpoint) -> set[str]:
@@ -162,6 +190,8 @@ def test_folder_holds_exactly_what_the_record_says(checkpoint):
         sources = checkpoint.path("SOURCES").read_text()
         assert checkpoint.hub_id in sources
         assert all(name in sources for name in present), "every kept file says where it came from"
+    if checkpoint.folder.name in DERIVED:
+        assert NAMES in present and "derived" in checkpoint.path("SOURCES").read_text().lower()
 
 
 def cases(*needed: str, family: type | None = None, known: dict[type, str] | None = None):
@@ -202,6 +232,8 @@ LOADING = {
     LlavaHfTextdom: Loading(LlavaHfTextdom.MODEL_CLASS),
     Qwen25VLTextdom: Loading(Qwen2_5_VLForConditionalGeneration),
     KimiVLTextdom: Loading(Kimi_K25ForConditionalGeneration, kimi_checkpoint.KEY_MAPPING, kimi_checkpoint.native_config),
+    # DAMO's layout (the names here); the native -HF layout loads without a mapping
+    VideoLlama3Textdom: Loading(VideoLlama3ForConditionalGeneration, videollama3_checkpoint.DAMO_KEY_MAPPING),
 }
 
 
@@ -209,7 +241,10 @@ LOADING = {
 def meta_model(checkpoint: Checkpoint):
     """The family's model class built from the real config on the meta device (once per checkpoint)."""
     loading = LOADING[checkpoint.adapter]
-    config = loading.model_config(bare_adapter(checkpoint).checkpoint_config())
+    if checkpoint.folder.name in DERIVED:
+        config = DERIVED[checkpoint.folder.name]()
+    else:
+        config = loading.model_config(bare_adapter(checkpoint).checkpoint_config())
     with torch.device("meta"):
         return loading.model_class(config)
 
@@ -247,13 +282,17 @@ def filled_keys(model, checkpoint_names: list[str], key_mapping: dict[str, str] 
 
 def load_report(model, filled: dict[str, Filled]) -> LoadStateDictInfo:
     """Missing and unexpected keys as ``from_pretrained`` reports them, after the model's own exceptions
-    (e.g. the per-layer ``rotary_emb.inv_freq`` buffers older checkpoints carry, which it drops)."""
+    (e.g. the per-layer ``rotary_emb.inv_freq`` buffers older checkpoints carry, which it drops) and its
+    weight tying (a tied pair needs one of its two tensors)."""
     expected = set(model.state_dict())
     info = LoadStateDictInfo(
         missing_keys=expected - set(filled), unexpected_keys=set(filled) - expected, mismatched_keys=set(),
         error_msgs=[], conversion_errors={}, skipped_pp_keys=set(),
     )  # fmt: skip
     model._adjust_missing_and_unexpected_keys(info)
+    for target, source in model.all_tied_weights_keys.items():
+        if {target, source} & set(filled):
+            info.missing_keys -= {target, source}
     return info
 
 
@@ -292,8 +331,9 @@ def test_knockout_layers_range_is_the_real_depth(checkpoint):
 # ----- weight names --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("checkpoint", cases("config.json", NAMES))
+@pytest.mark.parametrize("checkpoint", cases(NAMES))
 def test_meta_model_has_exactly_the_real_weight_names(checkpoint):
+    """From the real index's names, or (DERIVED) the names the model's own code gives the published structure."""
     model = meta_model(checkpoint)
     names = checkpoint.path(NAMES).read_text().split()
     filled = filled_keys(model, names, LOADING[checkpoint.adapter].key_mapping)
