@@ -6,6 +6,9 @@ What could not be found whole in a public stored copy is listed in ``NOT_FOUND``
 ``test_folder_holds_exactly_what_the_record_says`` holds the folders to that record, so a file
 added later turns its checks on and a file removed fails loudly instead of skipping.
 
+Where no weight index was found, ``DERIVED`` names the structure for which a folder's tensor_names.txt
+was derived from the model's own public code (its SOURCES says how); those names are checked the same way.
+
 For each checkpoint whose files are here:
 - the family's config translation accepts the real config.json (and the knock-out depth comes from it);
 - the family's model class, built from it on the meta device (no memory), has exactly the parameter
@@ -482,4 +485,10 @@ def test_kimi_translation_keeps_the_real_vision_and_token_constants(checkpoint):
     # the learned position table the native tower interpolates is the real one (64 x 64)
     table = meta_model(checkpoint).model.vision_tower.patch_embed.pos_emb.position_embeddings
     assert tuple(table.shape[:2]) == (vision["init_pos_emb_height"], vision["init_pos_emb_width"])
-    assert native.text_config.pad_token_id == raw["text_config"]["pad_token_id"]
+    # the language model's numbers survive the move to the native deepseek_v3 config (rope and routing included)
+    text, real = native.text_config, raw["text_config"]
+    assert text.rope_parameters["rope_theta"] == real["rope_theta"] and real["rope_scaling"] is None
+    for key in ("pad_token_id", "n_routed_experts", "num_experts_per_tok", "first_k_dense_replace", "routed_scaling_factor",
+                "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "n_group", "topk_group", "norm_topk_prob", "rms_norm_eps",
+                "max_position_embeddings", "num_hidden_layers", "vocab_size"):  # fmt: skip
+        assert getattr(text, key) == real[key], key
