@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
     )  # fmt: skip
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
-    parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
+    parser.add_argument("--progress", action="store_true", help="progress bars even on small inputs, and when stderr is not a terminal")
 
 
 def run_report(args: argparse.Namespace) -> list[Path]:

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.integration.hook import DETAIL, METRIC_NAMES
-from lmms_textdom.report.progress import Progress, megabytes
+from lmms_textdom.progress import progress_bar
 from lmms_textdom.core.stats import SampleStats
 
 RESULTS_SUFFIX = "_results.json"
@@ -28,7 +28,7 @@ SAMPLES_INFIX = "_samples_"
 PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
-#: Sample logs larger than this in total get progress lines without being asked.
+#: Sample logs larger than this in total get a progress bar (on a terminal) without being asked.
 LARGE_INPUT_BYTES = 50e6
 TEXTDOM_RESULTS = frozenset((*METRIC_NAMES, DETAIL))
 
@@ -159,13 +159,13 @@ def read_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_sample_log(path: Path, expected: int | None, progress: Progress) -> SampleLog:
+def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
     """All samples of a measured task's log; any bad line makes the whole log unusable."""
     samples: list[SampleStats] = []
     settings: dict[str, Any] | None = None
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
-            progress.advance(len(line))
+            progress.update(len(line) / 1e6)
             if not line.strip():
                 continue
             try:
@@ -251,13 +251,13 @@ def load_runs(paths: Iterable[str | Path], show_progress: bool = False) -> Loade
             else:
                 notes.append(f"{file.path}: no sample log for {leaf} (run lmms-eval with --log_samples); its row uses the results file's mean, without interval")
     total = sum(log.stat().st_size for log in wanted)
-    progress = Progress("reading sample logs", total, show_progress or total >= LARGE_INPUT_BYTES, megabytes)
     logs: dict[Path, SampleLog] = {}
-    for log, expected in wanted.items():
-        try:
-            logs[log] = read_sample_log(log, expected, progress)
-        except ReadError as exc:
-            notes.append(f"skipped {log}: {exc}; its row uses the results file's mean, without interval")
+    with progress_bar("report: reading sample logs", total / 1e6, force=show_progress, large=total >= LARGE_INPUT_BYTES, megabytes=True) as progress:
+        for log, expected in wanted.items():
+            try:
+                logs[log] = read_sample_log(log, expected, progress)
+            except ReadError as exc:
+                notes.append(f"skipped {log}: {exc}; its row uses the results file's mean, without interval")
     runs = []
     for file in files:
         for task in file.results:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
 from lmms_textdom.report import answer_views, bootstrap
 from lmms_textdom.report.duplicates import identity
-from lmms_textdom.report.progress import Progress
+from lmms_textdom.progress import track
 from lmms_textdom.report.runs import Run
 from lmms_textdom.core.stats import TEXT, MODALITIES
 
@@ -21,7 +21,7 @@ from lmms_textdom.core.stats import TEXT, MODALITIES
 CELL_KEYS = tuple(f"{m}_{g}" for g in GROUPS for m in METRICS)
 #: Cells of the optional column sets (``--columns``), beyond the paper's layout.
 EXTRA_KEYS = tuple(k for keys in answer_views.EXTRA_COLUMNS.values() for k in keys)
-#: Sample x resample draws above which the bootstrap reports progress without being asked.
+#: Sample x resample draws above which the bootstrap shows a progress bar (on a terminal) without being asked.
 LARGE_BOOTSTRAP = 20_000_000
 
 AGGREGATION_TEXT = {
@@ -177,16 +177,14 @@ def build_rows(runs: list[Run], aggregation: str, resamples: int, seed: int, sho
     """One row per run, in the order model, dataset (group before its tasks), setting."""
     notes: list[str] = []
     draws = sum(len(run.samples or ()) for run in runs) * resamples
-    progress = Progress("bootstrapping runs", len(runs), show_progress or draws >= LARGE_BOOTSTRAP)
     rows = []
-    for run in runs:
+    for run in track(runs, "report: bootstrapping runs", force=show_progress, large=draws >= LARGE_BOOTSTRAP):
         if run.samples:
             rows.append(sample_row(run, aggregation, resamples, seed))
         elif run.measured:
             rows.append(results_row(run, aggregation, notes))
         else:
             rows.append(Row(run, {}, None, ""))
-        progress.advance()
     return sorted(rows, key=row_order), notes
 
 
