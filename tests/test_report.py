@@ -246,6 +246,18 @@ def test_progress_is_reported_when_asked(default_report):
     assert "report: bootstrapping runs 100% (5 of 5)" in default_report["stderr"]
 
 
+def test_token_counts_are_logged_with_and_without_textdom(runs_root):
+    """The accuracy-only run (textdom=false) fills lmms-eval's token_counts too: the same prompt gives
+    the same input count as in the measured run."""
+    measured = {row["doc_id"]: row for row in logged_samples(str(results_files(runs_root / "main")[0]), "mmmu_pro_standard_textdom")}
+    plain = logged_samples(str(results_files(runs_root / "accuracy_only")[0]), "mmmu_pro_standard_textdom")
+    assert len(plain) == len(measured)
+    for row in plain:
+        (counts,) = row["token_counts"]
+        assert counts["input_tokens"] == sum(measured[row["doc_id"]]["textdom"]["stats"]["counts"])
+        assert 1 <= counts["output_tokens"] <= 64  # the task's max_new_tokens
+
+
 def test_bad_input_names_the_fix(tmp_path):
     status, _, stderr = report(tmp_path / "nowhere")
     assert status == 2 and "does not exist; pass lmms-eval --output_path folders" in stderr
