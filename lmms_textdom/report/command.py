@@ -43,7 +43,7 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
     rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
     add_extra_cells(rows, args.columns, args.resamples, args.seed)
-    columns = columns_with(args.columns)
+    columns = columns_with(args.columns, rows)
     notes = loaded.notes + duplicate_notes + table_notes
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     print(render.markdown(rows, title, [], columns))  # the notes went to stderr just above
     if key_table:
         print(key_table)
-    written[0].write_text(render.markdown(rows, title, notes, columns))
+    written[0].write_text(render.markdown(rows, title, notes, columns, provenance=True))
     render.write_csv(rows, args.aggregation, written[1], columns)
     written[2].write_text(html.page(rows, title, notes, columns))
     print("wrote:\n" + "\n".join(f"  {path}" for path in written))
