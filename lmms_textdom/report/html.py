@@ -3,7 +3,7 @@
 Each cell carries its sortable value in ``data-value``; empty cells sort last either way. The page
 opens sorted when its address ends in ``#sort=<column key>`` or ``#sort=<column key>:desc`` (by
 clicking that header once or twice), and a click writes that fragment, so a sorted view can be
-shared as a link.
+shared as a link. (No table library such as DataTables: one dependency-free file that opens offline.)
 """
 
 from __future__ import annotations
