@@ -33,7 +33,7 @@ def plugin_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def plugin_commit() -> str | None:
-    """``git describe --always --dirty`` of the checkout this package runs from; None for an installed wheel."""
+    """The commit of the checkout this package runs from (12 hex digits, ``-dirty`` with local changes); None for a wheel."""
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True, text=True, timeout=10)
@@ -44,7 +44,9 @@ def plugin_commit() -> str | None:
     top = git("rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() / PACKAGE_DIR.name != PACKAGE_DIR:  # not our own checkout
         return None
-    return git("describe", "--always", "--dirty", "--abbrev=12")
+    commit = git("rev-parse", "--short=12", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return None if commit is None else commit + ("-dirty" if changed else "")
 
 
 @functools.lru_cache(maxsize=1)
