@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test bench venv clean lock upgrade-check
+.PHONY: demo test docs bench venv clean lock upgrade-check
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-chromium.sh
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The manual (docs/) as a site; --strict: a broken link or anchor fails (tests/test_docs.py builds it too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir .textdom-cache/site
+	@echo "docs: open .textdom-cache/site/index.html"
 
 # Regenerate requirements/cpu.lock and requirements/lmms-eval.lock from requirements/cpu.in.
 lock:

@@ -5,8 +5,22 @@ from __future__ import annotations
 import argparse
 
 
+class VersionAction(argparse.Action):
+    """``--version``, looked up only when asked (it runs git)."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from lmms_textdom.provenance import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lmms-textdom", description="Measure text dominance in multimodal LLMs.")
+    parser.add_argument("--version", action=VersionAction, help="this plugin's version and commit, and lmms-eval's, transformers' and torch's")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="llava_hf_textdom on mmmu_pro_textdom through lmms-eval, on a tiny built-in model (offline)")
     from lmms_textdom.report.command import add_arguments as add_report_arguments

@@ -16,6 +16,7 @@ class Answer:
     status: int = 200
     delay_s: float = 0.0
     raw: bytes | None = None  # a body that is not a chat completion
+    headers: dict[str, str] | None = None  # further response headers, e.g. Retry-After
 
 
 def completion(text: str) -> dict:
@@ -32,6 +33,7 @@ class ChatServer:
     def __init__(self, script: Callable[[dict], Answer]):
         self.script = script
         self.requests: list[dict] = []
+        self.times: list[float] = []  # monotonic arrival time of each request
         self._lock = threading.Lock()
         server = self
 
@@ -39,7 +41,8 @@ class ChatServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with server._lock:
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    server.times.append(time.monotonic())
+                    server.requests.append({"path": self.path, "headers": self.headers, "body": body})  # names case-insensitive, as in HTTP
                 answer = server.script(body)
                 time.sleep(answer.delay_s)
                 payload = answer.raw if answer.raw is not None else json.dumps(completion(answer.text) if answer.status == 200 else {"error": {"message": "scripted"}}).encode()
@@ -47,6 +50,8 @@ class ChatServer:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for name, value in (answer.headers or {}).items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting

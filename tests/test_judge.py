@@ -19,7 +19,7 @@ SYSTEM = "Rate the candidate from 0 to 3."
 
 
 def config(server: ChatServer, cache: Path | None = None, **changes) -> JudgeConfig:
-    settings = {"base_url": server.url, "model": "judge-1", "timeout_s": 5.0, "attempts": 3, "backoff_s": 0.01, "cache_dir": cache}
+    settings = {"base_url": server.url, "model": "judge-1", "timeout_s": 5.0, "attempts": 3, "cache_dir": cache}
     return JudgeConfig(**{**settings, **changes})
 
 
@@ -101,7 +101,7 @@ def test_reply_that_is_not_a_chat_completion_fails_without_retry():
 def test_unreachable_endpoint_fails_after_the_attempts(logged_warnings):
     with ChatServer(echo) as server:
         url = server.url
-    assert ChatJudge(JudgeConfig(base_url=url, model="m", attempts=2, backoff_s=0.01, timeout_s=1)).reply(SYSTEM, "u") is None
+    assert ChatJudge(JudgeConfig(base_url=url, model="m", attempts=2, timeout_s=1)).reply(SYSTEM, "u") is None
     assert any("no reply" in w for w in logged_warnings)
 
 
@@ -121,7 +121,7 @@ def test_threads_share_one_cache(tmp_path):
 
 
 def _judge_in_process(base_url: str, cache: str, prompts: list[str]) -> list[str | None]:
-    judge = ChatJudge(JudgeConfig(base_url=base_url, model="judge-1", cache_dir=Path(cache), backoff_s=0.01))
+    judge = ChatJudge(JudgeConfig(base_url=base_url, model="judge-1", cache_dir=Path(cache)))
     return [judge.reply(SYSTEM, p) for p in prompts]
 
 
@@ -175,3 +175,28 @@ def test_configuration_from_the_environment(tmp_path):
 def test_half_or_bad_configuration_is_refused(env, message):
     with pytest.raises(UsageError, match=message):
         JudgeConfig.from_env(env)
+
+
+def test_the_openai_client_sends_it_and_no_openai_variable_leaks(monkeypatch):
+    """The request comes from the openai client; OPENAI_* settings of the environment never reach the judge."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-account")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-account")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-account")
+    with ChatServer(lambda body: Answer(text="1")) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # not the judge's endpoint
+        assert ChatJudge(config(server)).reply(SYSTEM, "u") == "1"
+        assert ChatJudge(config(server, api_key="sk-judge", model="judge-2")).reply(SYSTEM, "u") == "1"
+    keyless, keyed = (r["headers"] for r in server.requests)
+    assert keyless["User-Agent"].startswith("OpenAI/Python")
+    assert "Authorization" not in keyless and keyed["Authorization"] == "Bearer sk-judge"
+    for headers in (keyless, keyed):
+        assert "OpenAI-Organization" not in headers and "OpenAI-Project" not in headers
+
+
+def test_retry_after_of_the_endpoint_is_honoured():
+    """A 429 with Retry-After: 1 waits about a second before the next request (the client's backoff)."""
+    answers = iter([Answer(status=429, headers={"Retry-After": "1"}), Answer(text="2")])
+    with ChatServer(lambda body: next(answers)) as server:
+        assert ChatJudge(config(server)).reply(SYSTEM, "u") == "2"
+        first, second = server.times
+    assert 0.9 <= second - first

@@ -73,6 +73,24 @@ def test_sample_log_values_equal_eager_attention(batched_run, tiny_llava_dir, mm
         np.testing.assert_allclose(row["textdom"]["stats"]["mass"], masses[:, :2], atol=1e-4)
 
 
+def test_sample_log_token_counts_are_the_prompt_the_model_saw_and_the_answer(batched_run, tiny_llava_dir, mmmu_data_root, monkeypatch):
+    """lmms-eval's standard token_counts: input = the processor's expanded prompt (image tokens as the
+    language model sees them, no padding), output = the answer's rows; both written by lmms-eval itself."""
+    monkeypatch.setenv("LMMS_TEXTDOM_DATA", str(mmmu_data_root))
+    processor = AutoProcessor.from_pretrained(tiny_llava_dir)
+    docs = hub_dataset("MMMU/MMMU_Pro", "standard (10 options)", "test")
+    logged = samples_of(batched_run, SUBTASKS[0])
+    prompt = "Answer with the option letter from the given choices directly."
+    for doc in docs:
+        images = doc_to_visual(doc)
+        messages = [{"role": "user", "content": [{"type": "image"}] * len(images) + [{"type": "text", "text": doc_to_text(doc, {"prompt": prompt})}]}]
+        inputs = processor(text=[processor.apply_chat_template(messages, add_generation_prompt=True)], images=images, return_tensors="pt")
+        row = logged[doc["id"]]
+        stats = row["textdom"]["stats"]
+        assert row["token_counts"] == [{"input_tokens": inputs["input_ids"].shape[1], "output_tokens": stats["rows"]}], doc["id"]
+        assert sum(stats["counts"]) == inputs["input_ids"].shape[1] and stats["rows"] >= 1
+
+
 def test_batch_size_one_equals_batch_size_two(batched_run, tiny_llava_dir, mmmu_data_root, tmp_path):
     # also checks that passing --include_path to our own task folder changes nothing
     done = run_cli(

@@ -25,6 +25,7 @@ import pytest
 from lmms_textdom.cli import main
 from lmms_textdom.core.metrics import AGGREGATIONS, aggregate_samples
 from lmms_textdom.report.bootstrap import Replicator
+from lmms_textdom.report.labels import distinct_tags, readable_date
 from lmms_textdom.report.runs import load_runs
 from tests.lmms_runs import run_cli
 from tests.test_package import imported_after
@@ -246,6 +247,18 @@ def test_progress_is_reported_when_asked(default_report):
     assert "report: bootstrapping runs 100% (5 of 5)" in default_report["stderr"]
 
 
+def test_token_counts_are_logged_with_and_without_textdom(runs_root):
+    """The accuracy-only run (textdom=false) fills lmms-eval's token_counts too: the same prompt gives
+    the same input count as in the measured run."""
+    measured = {row["doc_id"]: row for row in logged_samples(str(results_files(runs_root / "main")[0]), "mmmu_pro_standard_textdom")}
+    plain = logged_samples(str(results_files(runs_root / "accuracy_only")[0]), "mmmu_pro_standard_textdom")
+    assert len(plain) == len(measured)
+    for row in plain:
+        (counts,) = row["token_counts"]
+        assert counts["input_tokens"] == sum(measured[row["doc_id"]]["textdom"]["stats"]["counts"])
+        assert 1 <= counts["output_tokens"] <= 64  # the task's max_new_tokens
+
+
 def test_bad_input_names_the_fix(tmp_path):
     status, _, stderr = report(tmp_path / "nowhere")
     assert status == 2 and "does not exist; pass lmms-eval --output_path folders" in stderr
@@ -269,6 +282,65 @@ def test_console_script_writes_every_output(runs_root, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "| tiny-llava-6l | image | mmmu_pro_standard4 | default |" in done.stdout
     assert {p.name for p in tmp_path.iterdir()} == {"leaderboard.md", "leaderboard.csv", "leaderboard.html", "figures"}
+
+
+# ----- telling runs apart, and where they come from ----------------------------------------------
+
+
+def test_runs_that_read_alike_get_their_date_or_folder(runs_root, default_report, tmp_path):
+    # the measured and the accuracy-only run of one task: told apart by their dates
+    alike = [r for r in default_report["rows"] if r["task"] == "mmmu_pro_standard_textdom"]
+    dates = {r["date"] for r in alike}
+    assert len(alike) == 2 and len(dates) == 2
+    assert {r["run"] for r in alike} == {readable_date(d) for d in dates}
+    assert all(r["run"] == "" for r in default_report["rows"] if r["task"] != "mmmu_pro_standard_textdom")
+    assert "| n | run |" in default_report["stdout"]
+    # the issue's case: one checkpoint name, one task, one setting, the same date: told apart by folder
+    first = shutil.copytree(runs_root / "deeper", tmp_path / "first")
+    second = shutil.copytree(runs_root / "deeper", tmp_path / "second")
+    for log in second.rglob("*_samples_*.jsonl"):  # a setting the label leaves out
+        log.write_text(log.read_text().replace('"dtype": "float32"', '"dtype": "bfloat16"'))
+    status, stdout, stderr = report(first, second, "--out", tmp_path / "out", "--resamples", "20")
+    assert status == 0, stderr
+    rows = read_csv(tmp_path / "out" / "leaderboard.csv")
+    assert sorted((r["setting"], r["dtype"], r["run"]) for r in rows) == [("default", "bfloat16", "second"), ("default", "float32", "first")]
+    for folder in ("first", "second"):
+        assert f"tiny-llava-6l mmmu_pro_standard4 default ({folder})" in (tmp_path / "out" / "figures" / "layers.svg").read_text()
+        assert f"({folder})" in (tmp_path / "out" / "figures" / "mdi_by_run.svg").read_text()  # the bar's tick label
+    assert "| first |" in stdout and "| second |" in stdout
+
+
+def test_distinct_tags_fall_back_from_date_to_folder_to_file():
+    same = ("m d default", "20260101_000000")
+    assert distinct_tags([("a", "1", Path("/x/r.json")), ("b", "1", Path("/x/r.json"))]) == ["", ""]
+    assert distinct_tags([(*same[:1], "20260101_000000", Path("/x/a/m/r.json")), (*same[:1], "20260102_000000", Path("/x/b/m/r.json"))]) == [
+        "2026-01-01 00:00:00", "2026-01-02 00:00:00",
+    ]  # fmt: skip
+    assert distinct_tags([(*same, Path("/x/a/m/r.json")), (*same, Path("/x/b/m/r.json"))]) == ["a", "b"]
+    assert distinct_tags([(*same, Path("/x/m/r1.json")), (*same, Path("/x/m/r2.json"))]) == ["r1.json", "r2.json"]
+
+
+def test_provenance_of_every_run(runs_root, default_report):
+    from lmms_textdom.provenance import plugin_commit, version_of
+
+    text = (default_report["out"] / "leaderboard.md").read_text()
+    provenance = text.split("Provenance:\n", 1)[1].split("\n\n")[0].splitlines()
+    assert len(provenance) == len(default_report["rows"])
+    measured = row_of(default_report["rows"], "mmmu_pro_standard_textdom", source="sample log")
+    (line,) = [p for p in provenance if p.startswith(f"- **tiny-llava mmmu_pro_standard default ({measured['run']})**")]
+    commit = plugin_commit()
+    expected = f"lmms-textdom {version_of('lmms-textdom')}" + (f" (commit {commit})" if commit else "")
+    expected += f", lmms-eval {version_of('lmms-eval')}, transformers {version_of('transformers')}, torch {version_of('torch')}"
+    assert expected in line and version_of("lmms-eval") == "0.7.3"
+    config = json.loads(Path(measured["results_file"]).read_text())
+    assert f"model_args `{config['config']['model_args']}`" in line
+    generation = config["configs"]["mmmu_pro_standard_textdom"]["generation_kwargs"]
+    assert f"generation kwargs `{json.dumps(generation, sort_keys=True)}`" in line and '"max_new_tokens": 64' in line
+    assert f"date {readable_date(measured['date'])}" in line
+    assert measured["lmms_eval_version"] == "0.7.3" and measured["model_args"] == config["config"]["model_args"]
+    (plain,) = [p for p in provenance if "code versions not recorded" in p]
+    assert "tiny-llava mmmu_pro_standard default" in plain and "textdom=false" in plain
+    assert "Provenance" in (default_report["out"] / "leaderboard.html").read_text()
 
 
 # ----- figures -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.views import content_values, decay_values, step_dominance
+from lmms_textdom.provenance import provenance
 
 __all__ = [
     "METRIC_NAMES", "encode_payload", "is_payload", "split_response", "textdom_metrics", "with_textdom",
@@ -44,7 +45,7 @@ def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dic
     unknown = set(analysis) - set(ANALYSIS_RECORDS)
     if unknown:
         raise TypeError(f"unknown analysis records {sorted(unknown)}")
-    payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings}
+    payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings, "provenance": provenance()}
     payload.update({name: record for name, record in analysis.items() if record is not None})
     return json.dumps(payload)
 
@@ -79,6 +80,8 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         detail["content"] = content_values(stats)
     if stats.stepwise is not None:
         detail["stepwise"] = stepwise_values(stats)
+    if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
+        detail["provenance"] = payload["provenance"]
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail}
 

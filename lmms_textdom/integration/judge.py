@@ -1,4 +1,4 @@
-"""A judge model behind any OpenAI-compatible chat-completions endpoint: retries, time-out, disk cache.
+"""A judge model behind any OpenAI-compatible chat-completions endpoint, on the ``openai`` client, with a disk cache.
 
 Configured through the environment, so lmms-eval's CLI needs no new flags:
 
@@ -11,24 +11,24 @@ Configured through the environment, so lmms-eval's CLI needs no new flags:
 | ``LMMS_TEXTDOM_JUDGE_ATTEMPTS`` | requests per judgement before it counts as failed (default 4) |
 | ``LMMS_TEXTDOM_JUDGE_CACHE`` | folder of cached replies (default ``~/.cache/lmms_textdom/judge``) |
 
-Time-outs, connection errors and statuses 408/429/5xx are retried with exponential backoff; other
-statuses and replies that are not chat completions fail at once (retrying cannot fix them). Every
-reply the endpoint gives is cached, one file per request written atomically, so threads and
-processes share the cache without locks and a rerun asks nothing it has asked before; failures are
-not cached, so a rerun retries them.
+The client retries time-outs, connection errors and statuses 408/409/429/5xx with its own
+exponential backoff (honouring ``Retry-After``); other statuses and replies that are not chat
+completions fail at once (retrying cannot fix them). The client's own ``OPENAI_API_KEY``,
+``OPENAI_BASE_URL``, ``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID`` are not used: an OpenAI key never
+reaches another endpoint. Every reply the endpoint gives is
+cached, one file per request written atomically, so threads and processes share the cache without
+locks and a rerun asks nothing it has asked before; failures are not cached, so a rerun retries
+them. (The cache stays ours: the client has none, and lmms-eval's response cache keys on model
+requests, not on judge prompts.)
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import http.client
 import json
 import os
 import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +37,7 @@ from loguru import logger
 from lmms_textdom.core.errors import UsageError
 
 PREFIX = "LMMS_TEXTDOM_JUDGE_"
-RETRYABLE_STATUS = {408, 409, 429}
-MAX_BACKOFF_S = 30.0
+RETRYABLE_STATUS = {408, 409, 429}  # and 5xx: what the client retries
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,6 @@ class JudgeConfig:
     api_key: str | None = None
     timeout_s: float = 60.0
     attempts: int = 4
-    backoff_s: float = 1.0  # wait before the first retry; doubles with each further one
     cache_dir: Path | None = None  # None: no cache
 
     @classmethod
@@ -98,7 +96,18 @@ class ChatJudge:
     """Asks the judge model one question at a time; thread-safe."""
 
     def __init__(self, config: JudgeConfig):
+        import openai
+
         self.config = config
+        self._openai = openai
+        # No key: a placeholder the client insists on, and the header dropped on every request. The
+        # organisation and project the client would take from OPENAI_* variables are dropped too.
+        self._client = openai.OpenAI(
+            base_url=config.base_url, api_key=config.api_key or "unused", timeout=config.timeout_s, max_retries=config.attempts - 1,
+        )  # fmt: skip
+        self._headers = {"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()}
+        if not config.api_key:
+            self._headers["Authorization"] = openai.Omit()
         self._lock = threading.Lock()
         self._warned: set[str] = set()
 
@@ -108,52 +117,49 @@ class ChatJudge:
         cached = self._cached(key, system, user)
         if cached is not None:
             return cached
-        for attempt in range(1, self.config.attempts + 1):
-            try:
-                text = self._ask(system, user)
-            except JudgeFailure as failure:
-                if failure.retryable and attempt < self.config.attempts:
-                    time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
-                    continue
-                self._warn_once(failure, attempt)
-                return None
-            self._store(key, system, user, text)
-            return text
-        return None
+        try:
+            text = self._ask(system, user)
+        except JudgeFailure as failure:
+            self._warn_once(failure, self.config.attempts if failure.retryable else 1)
+            return None
+        self._store(key, system, user, text)
+        return text
 
     def cache_key(self, system: str, user: str) -> str:
         # the user message carries question, reference answer and prediction
         return hashlib.sha256(json.dumps([self.config.model, system, user]).encode()).hexdigest()
 
     def _ask(self, system: str, user: str) -> str:
-        body = {"model": self.config.model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}], "temperature": 0}
-        headers = {"Content-Type": "application/json"}
-        if self.config.api_key:
-            headers["Authorization"] = f"Bearer {self.config.api_key}"
-        request = urllib.request.Request(f"{self.config.base_url}/chat/completions", json.dumps(body).encode(), headers, method="POST")
+        """One judgement, the client's retries included."""
+        url = f"{self.config.base_url}/chat/completions"
+        openai = self._openai
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(300).decode("utf-8", "replace")
-            retryable = exc.code in RETRYABLE_STATUS or exc.code >= 500
-            raise JudgeFailure(f"HTTP {exc.code}", f"{request.full_url} answered {detail!r}", retryable) from exc
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # OSError: time-outs, resets
-            reason = getattr(exc, "reason", None) or repr(exc)
-            raise JudgeFailure("no reply", f"{request.full_url} (time-out {self.config.timeout_s} s): {reason}", True) from exc
+            completion = self._client.chat.completions.create(
+                model=self.config.model, messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                temperature=0, extra_headers=self._headers,
+            )  # fmt: skip
+        except openai.APIStatusError as exc:
+            retryable = exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
+            detail = exc.response.text[:300]
+            raise JudgeFailure(f"HTTP {exc.status_code}", f"{url} answered {detail!r}", retryable) from exc
+        except openai.APIConnectionError as exc:  # time-outs, refused or reset connections
+            reason = exc.__cause__ or exc
+            raise JudgeFailure("no reply", f"{url} (time-out {self.config.timeout_s} s): {reason!r}", True) from exc
+        except ValueError as exc:  # a body that is not JSON
+            raise JudgeFailure("not a chat completion", f"{url} answered something that is not JSON ({exc})", False) from exc
         try:
-            content = json.loads(raw)["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise JudgeFailure("not a chat completion", f"{request.full_url} answered {raw[:200]!r}", False) from exc
+            content = completion.choices[0].message.content
+        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            raise JudgeFailure("not a chat completion", f"{url} answered {str(completion)[:200]!r}", False) from exc
         if not isinstance(content, str):
-            raise JudgeFailure("not a chat completion", f"{request.full_url} sent no text content", False)
+            raise JudgeFailure("not a chat completion", f"{url} sent no text content", False)
         return content
 
     def _warn_once(self, failure: JudgeFailure, attempts: int) -> None:
         with self._lock:
             first = failure.kind not in self._warned
             self._warned.add(failure.kind)
-        message = f"judge {self.config.model}: judgement failed after {attempts} request(s): {failure}"
+        message = f"judge {self.config.model}: judgement failed after up to {attempts} request(s): {failure}"
         if first:
             logger.warning(message + " (later failures of this kind are logged at debug level)")
         else:

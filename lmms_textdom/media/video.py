@@ -21,6 +21,9 @@ VLMEvalKit's video-model route leaves Qwen2-VL / Qwen2.5-VL to apply to the mp4 
 - ``fps = f``: ``N = n / video_fps * f`` clamped to [4, cap] (``FPS_MIN_FRAMES`` 4; cap =
   ``max_frames`` or ``min(FPS_MAX_FRAMES = 768, n)``, each rounded to even) and to n, then
   floored to even; the same linspace.
+
+qwen-vl-utils itself is not imported: its ``vision_process`` imports torchvision at module level,
+which cannot import beside CPU torch (docs/setup.md); VLMEvalKit's image rule is in no package.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Declared, validated ``--model_args``: unknown or invalid values fail before anything loads."""
+"""Declared, validated ``--model_args``: unknown or invalid values fail before anything loads.
+
+Not argparse or pydantic: lmms-eval hands the model a dict of values it already typed its own way
+(``-1`` is a float, ``None`` a string), and the error must list every argument with its default.
+"""
 
 from __future__ import annotations
 

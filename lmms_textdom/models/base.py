@@ -19,8 +19,9 @@ from transformers import AutoConfig, AutoProcessor
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.errors import UsageError, fail_loudly
+from lmms_textdom.integration.generation import generation_result, with_token_counts
 from lmms_textdom.integration.hook import encode_payload
-from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
@@ -299,25 +300,27 @@ class TextdomModel(lmms):
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
         new = out[:, prompt_len:]
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        if not self.args["textdom"]:
-            return texts
-        effects = [None] * len(batch)
-        if self.knockout and self.args["knockout_score"]:
-            with torch.inference_mode():
-                effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
         # Rows end where each sequence finished: its EOS or the token completing a stop string.
         lengths = output_lengths(
             new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
             inputs["input_ids"] if prompt_len else None,
         )  # fmt: skip
+        seen = (prepared.classes.ids != PAD).sum(1).tolist()  # prompt positions the language model saw
+        if not self.args["textdom"]:
+            return with_token_counts(texts, seen, lengths)
+        effects = [None] * len(batch)
+        if self.knockout and self.args["knockout_score"]:
+            with torch.inference_mode():
+                effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
         stats = probe.stats(lengths)
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
-        return [
+        answers = [
             [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
+        return with_token_counts(answers, seen, lengths)
 
     def generate_until(self, requests) -> list:
         try:
@@ -326,7 +329,7 @@ class TextdomModel(lmms):
             for indices in tqdm(batch_plan, disable=self.rank != 0, desc=f"{self.MODEL_ID} responding"):
                 outputs = self._run_batch([self._request(requests[i]) for i in indices])
                 for i, output in zip(indices, outputs):
-                    results[i] = output
+                    results[i] = generation_result(output)
             return results
         except Exception as exc:
             fail_loudly(exc)

@@ -5,6 +5,7 @@ recomputes each cell's aggregate from them the way the table does (per-sample va
 metric core, or for ``pooled`` the summed masses put back through ``metrics.dominance``). The
 interval is the 2.5th to 97.5th percentile of the replicates. The generator is seeded from the
 seed and the run's identity, so a run's interval stays the same whatever other runs are reported.
+(Not scipy.stats.bootstrap: the pooled cell resamples summed masses, not a statistic of one array.)
 """
 
 from __future__ import annotations

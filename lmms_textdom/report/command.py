@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
     )  # fmt: skip
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
-    parser.add_argument("--progress", action="store_true", help="report progress even on small inputs")
+    parser.add_argument("--progress", action="store_true", help="progress bars even on small inputs, and when stderr is not a terminal")
 
 
 def run_report(args: argparse.Namespace) -> list[Path]:
@@ -43,7 +43,7 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         raise UsageError("no readable run; rerun lmms-eval or pass other files:\n  " + "\n  ".join(loaded.notes))
     rows, table_notes = build_rows(runs, args.aggregation, args.resamples, args.seed, args.progress)
     add_extra_cells(rows, args.columns, args.resamples, args.seed)
-    columns = columns_with(args.columns)
+    columns = columns_with(args.columns, rows)
     notes = loaded.notes + duplicate_notes + table_notes
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     print(render.markdown(rows, title, [], columns))  # the notes went to stderr just above
     if key_table:
         print(key_table)
-    written[0].write_text(render.markdown(rows, title, notes, columns))
+    written[0].write_text(render.markdown(rows, title, notes, columns, provenance=True))
     render.write_csv(rows, args.aggregation, written[1], columns)
     written[2].write_text(html.page(rows, title, notes, columns))
     print("wrote:\n" + "\n".join(f"  {path}" for path in written))

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_layers, layer_groups
+from lmms_textdom.report.labels import distinct_tags
 from lmms_textdom.report.runs import settings_key
 from lmms_textdom.report.table import Row
 
@@ -81,7 +82,7 @@ def mdi_by_run(rows: list[Row], aggregation: str, out_dir: Path) -> list[Path]:
         values, errors = error_bars(rows, f"mdi_{group}")
         ax.bar(x + (i - 1) * width, values, width, yerr=errors, capsize=3, color=GROUP_COLOURS[group], label=group)
     log_axis(ax, "MDI = 1 (equal attention per token)")
-    ax.set_xticks(x, [f"{r.model}\n{r.dataset}\n{r.setting}" for r in rows], fontsize=8)
+    ax.set_xticks(x, [f"{r.model}\n{r.dataset}\n{r.setting}" + (f"\n({r.tag})" if r.tag else "") for r in rows], fontsize=8)
     ax.set_ylabel("MDI (log scale)")
     ax.set_title(f"MDI per run ({aggregation}; whiskers: bootstrap interval)")
     legend_beside(ax)
@@ -132,6 +133,9 @@ def sweeps(rows: list[Row], factor: str) -> list[Sweep]:
             if len({x for x, _ in points}) >= 2:
                 first = points[0][1]
                 found.append(Sweep(" ".join(filter(None, (first.model, first.dataset, method))), sorted(points, key=lambda p: p[0])))
+    tags = distinct_tags([(s.label, s.points[0][1].run.date, s.points[0][1].run.results_file) for s in found])
+    for sweep, tag in zip(found, tags):
+        sweep.label += f" ({tag})" if tag else ""
     return found
 
 

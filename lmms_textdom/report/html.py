@@ -3,13 +3,14 @@
 Each cell carries its sortable value in ``data-value``; empty cells sort last either way. The page
 opens sorted when its address ends in ``#sort=<column key>`` or ``#sort=<column key>:desc`` (by
 clicking that header once or twice), and a click writes that fragment, so a sorted view can be
-shared as a link.
+shared as a link. (No table library such as DataTables: one dependency-free file that opens offline.)
 """
 
 from __future__ import annotations
 
 from html import escape
 
+from lmms_textdom.report.render import provenance_text
 from lmms_textdom.report.table import COLUMNS, Row
 
 STYLE = """
@@ -74,6 +75,9 @@ def page(rows: list[Row], caption: str, notes: list[str], columns=COLUMNS) -> st
     head = "".join(f'<th data-key="{c.key}" data-numeric="{int(c.numeric)}" title="sort by {escape(c.header)}">{escape(c.header)}</th>' for c in columns)
     body = "\n".join("<tr>" + "".join(cell(row, c.key, c.numeric) for c in columns) + "</tr>" for row in rows)
     notes_html = "<h2>Notes</h2>\n<ul>\n" + "\n".join(f"<li>{escape(n)}</li>" for n in notes) + "\n</ul>\n" if notes else ""
+    provenance = "\n".join(f'<li><b>{escape(row.label)}</b>: {escape(provenance_text(row)).replace("`", "")}</li>' for row in rows)
+    provenance_html = f'<h2>Provenance</h2>\n<ul id="provenance">\n{provenance}\n</ul>\n'
+
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -90,7 +94,7 @@ def page(rows: list[Row], caption: str, notes: list[str], columns=COLUMNS) -> st
 {body}
 </tbody>
 </table>
-{notes_html}<script>{SCRIPT}</script>
+{provenance_html}{notes_html}<script>{SCRIPT}</script>
 </body>
 </html>
 """

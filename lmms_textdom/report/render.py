@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+from lmms_textdom.provenance import LIBRARIES
+from lmms_textdom.report.labels import readable_date
 from lmms_textdom.report.table import CELL_KEYS, COLUMNS, EXTRA_KEYS, Row
 
 SETTING_FIELDS = ("nontext_repeat", "prune_method", "prune_ratio", "knockout_layers", "dtype")
 
 
-def markdown(rows: list[Row], caption: str, notes: list[str], columns=COLUMNS) -> str:
+def provenance_text(row: Row) -> str:
+    """One run's provenance in a line: code versions, model_args, generation kwargs, date."""
+    found = row.run.provenance
+    if found.get("lmms_textdom"):
+        commit = f" (commit {found['lmms_textdom_commit']})" if found.get("lmms_textdom_commit") else ""
+        code = f"lmms-textdom {found['lmms_textdom']}{commit}, " + ", ".join(f"{name} {found.get(key) or '?'}" for key, name in LIBRARIES.items())
+    else:
+        code = "code versions not recorded (no textdom sample log, or one written before they were)"
+    parts = [code, f"model_args `{found.get('model_args') or ''}`"]
+    if found.get("generation_kwargs") is not None:
+        parts.append(f"generation kwargs `{json.dumps(found['generation_kwargs'], sort_keys=True, default=str)}`")
+    if found.get("gen_kwargs"):
+        given = found["gen_kwargs"] if isinstance(found["gen_kwargs"], str) else json.dumps(found["gen_kwargs"], sort_keys=True, default=str)
+        parts.append(f"--gen_kwargs `{given}`")
+    parts.append(f"date {readable_date(str(found.get('date') or row.run.date))}")
+    return "; ".join(parts)
+
+
+def markdown(rows: list[Row], caption: str, notes: list[str], columns=COLUMNS, provenance: bool = False) -> str:
     def line(cells):
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     lines = [caption, "", line(c.header for c in columns), "|" + "|".join("---:" if c.numeric else "---" for c in columns) + "|"]
     lines += [line(row.text(c.key) for c in columns) for row in rows]
+    if provenance:
+        lines += ["", "Provenance:", *(f"- **{row.label}**: {provenance_text(row)}" for row in rows)]
     if notes:
         lines += ["", "Notes:", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
@@ -36,6 +59,14 @@ def csv_record(row: Row, aggregation: str, extra_keys: tuple[str, ...] = ()) -> 
     record.update(
         accuracy=run.accuracy, accuracy_metric=run.accuracy_metric, samples=run.evaluated, measured=row.measured,
         aggregation=aggregation if row.cells else None, source=row.source, results_file=str(run.results_file), date=run.date,
+        run=row.tag,
+    )  # fmt: skip
+    found = run.provenance
+    record.update({f"{key}_version": found.get(key) for key in ("lmms_textdom", *LIBRARIES)})
+    record.update(
+        lmms_textdom_commit=found.get("lmms_textdom_commit"), model_args=found.get("model_args"),
+        generation_kwargs=None if found.get("generation_kwargs") is None else json.dumps(found["generation_kwargs"], sort_keys=True, default=str),
+        gen_kwargs=found.get("gen_kwargs") if isinstance(found.get("gen_kwargs"), (str, type(None))) else json.dumps(found["gen_kwargs"], sort_keys=True),
     )  # fmt: skip
     return record
 

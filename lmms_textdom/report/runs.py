@@ -18,7 +18,8 @@ from typing import Any, Iterable
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.integration.hook import DETAIL, METRIC_NAMES
-from lmms_textdom.report.progress import Progress, megabytes
+from lmms_textdom.progress import progress_bar
+from lmms_textdom.provenance import LIBRARIES
 from lmms_textdom.core.stats import SampleStats
 
 RESULTS_SUFFIX = "_results.json"
@@ -28,9 +29,11 @@ SAMPLES_INFIX = "_samples_"
 PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
-#: Sample logs larger than this in total get progress lines without being asked.
+#: Sample logs larger than this in total get a progress bar (on a terminal) without being asked.
 LARGE_INPUT_BYTES = 50e6
 TEXTDOM_RESULTS = frozenset((*METRIC_NAMES, DETAIL))
+#: what a textdom sample records of the code that measured it
+PROVENANCE_KEYS = ("lmms_textdom", "lmms_textdom_commit", *LIBRARIES)
 
 
 class ReadError(Exception):
@@ -54,6 +57,7 @@ class Run:
     evaluated: int | None  # samples evaluated
     logged: dict[str, float | None]  # the results file's own MDI/AEI (mean of per-sample) and count
     samples: list[SampleStats] | None  # None without a readable sample log
+    provenance: dict[str, Any]  # plugin and library versions (from the sample log), model_args, generation kwargs, date
 
     @property
     def is_group(self) -> bool:
@@ -64,6 +68,7 @@ class Run:
 class SampleLog:
     samples: list[SampleStats]
     settings: dict[str, Any]
+    provenance: dict[str, Any]  # the first sample's: which code measured it (empty in older logs)
 
 
 @dataclass
@@ -159,13 +164,14 @@ def read_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_sample_log(path: Path, expected: int | None, progress: Progress) -> SampleLog:
+def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
     """All samples of a measured task's log; any bad line makes the whole log unusable."""
     samples: list[SampleStats] = []
     settings: dict[str, Any] | None = None
+    recorded: dict[str, Any] = {}
     with path.open("rb") as lines:
         for number, line in enumerate(lines, 1):
-            progress.advance(len(line))
+            progress.update(len(line) / 1e6)
             if not line.strip():
                 continue
             try:
@@ -177,9 +183,10 @@ def read_sample_log(path: Path, expected: int | None, progress: Progress) -> Sam
                 raise ReadError(f"line {number} lacks the textdom record ({exc!r}) that every sample of a measured task has") from exc
             if settings is None:
                 settings = record.get("settings") or {}
+                recorded = record.get("provenance") or {}
     if expected is not None and len(samples) != expected:
         raise ReadError(f"it holds {len(samples)} samples where the results file counts {expected}; the log is partial")
-    return SampleLog(samples, settings or {})
+    return SampleLog(samples, settings or {}, recorded)
 
 
 class ResultsFile:
@@ -208,6 +215,19 @@ class ResultsFile:
         counts = [(self.data.get("n-samples") or {}).get(leaf, {}).get("effective") for leaf in self.leaves(task)]
         return sum(counts) if all(isinstance(c, int) for c in counts) else None
 
+    def provenance(self, leaves: tuple[str, ...], found: list[SampleLog | None]) -> dict[str, Any]:
+        """Versions from the sample log (our record), the rest from the results file."""
+        recorded = next((log.provenance for log in found if log is not None and log.provenance), {})
+        config = self.data["config"]
+        task_config = (self.data.get("configs") or {}).get(leaves[0]) or {}
+        return {
+            **{key: recorded.get(key) for key in PROVENANCE_KEYS},
+            "model_args": config.get("model_args"),
+            "gen_kwargs": config.get("gen_kwargs") or None,  # lmms-eval's --gen_kwargs
+            "generation_kwargs": task_config.get("generation_kwargs"),  # the task's, after --gen_kwargs
+            "date": self.date,
+        }
+
     def run(self, task: str, logs: dict[Path, SampleLog]) -> Run:
         leaves = self.leaves(task)
         found = [logs.get(self.sample_log(leaf)) for leaf in leaves]
@@ -228,6 +248,7 @@ class ResultsFile:
             evaluated=self.evaluated(task),
             logged={name: number_or_none(self.results[task].get(f"{name},none")) for name in TEXTDOM_RESULTS},
             samples=[s for log in found for s in log.samples] if complete else None,
+            provenance=self.provenance(leaves, found),
         )
 
 
@@ -251,13 +272,13 @@ def load_runs(paths: Iterable[str | Path], show_progress: bool = False) -> Loade
             else:
                 notes.append(f"{file.path}: no sample log for {leaf} (run lmms-eval with --log_samples); its row uses the results file's mean, without interval")
     total = sum(log.stat().st_size for log in wanted)
-    progress = Progress("reading sample logs", total, show_progress or total >= LARGE_INPUT_BYTES, megabytes)
     logs: dict[Path, SampleLog] = {}
-    for log, expected in wanted.items():
-        try:
-            logs[log] = read_sample_log(log, expected, progress)
-        except ReadError as exc:
-            notes.append(f"skipped {log}: {exc}; its row uses the results file's mean, without interval")
+    with progress_bar("report: reading sample logs", total / 1e6, force=show_progress, large=total >= LARGE_INPUT_BYTES, megabytes=True) as progress:
+        for log, expected in wanted.items():
+            try:
+                logs[log] = read_sample_log(log, expected, progress)
+            except ReadError as exc:
+                notes.append(f"skipped {log}: {exc}; its row uses the results file's mean, without interval")
     runs = []
     for file in files:
         for task in file.results:

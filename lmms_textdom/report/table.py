@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
 from lmms_textdom.report import answer_views, bootstrap
 from lmms_textdom.report.duplicates import identity
-from lmms_textdom.report.progress import Progress
+from lmms_textdom.report.labels import distinct_tags
+from lmms_textdom.progress import track
 from lmms_textdom.report.runs import Run
 from lmms_textdom.core.stats import TEXT, MODALITIES
 
@@ -21,7 +22,7 @@ from lmms_textdom.core.stats import TEXT, MODALITIES
 CELL_KEYS = tuple(f"{m}_{g}" for g in GROUPS for m in METRICS)
 #: Cells of the optional column sets (``--columns``), beyond the paper's layout.
 EXTRA_KEYS = tuple(k for keys in answer_views.EXTRA_COLUMNS.values() for k in keys)
-#: Sample x resample draws above which the bootstrap reports progress without being asked.
+#: Sample x resample draws above which the bootstrap shows a progress bar (on a terminal) without being asked.
 LARGE_BOOTSTRAP = 20_000_000
 
 AGGREGATION_TEXT = {
@@ -48,6 +49,8 @@ COLUMNS = (
     Column("accuracy", "accuracy", True),
     Column("samples", "n", True),
 )
+#: Shown last, only when some rows need it: what tells apart rows of the same "model dataset setting".
+RUN_COLUMN = Column("tag", "run", False)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Row:
     cells: dict[str, Cell]  # empty for runs without MDI/AEI
     measured: int | None  # samples with MDI defined in all three layer groups
     source: str  # where the cells come from: "sample log", "results file" or ""
+    tag: str = ""  # tells the row apart from others of the same "model dataset setting" (date or folder)
 
     @property
     def model(self) -> str:
@@ -107,7 +111,9 @@ class Row:
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.dataset} {self.setting}"
+        """ "model dataset setting", with the row's tag where another row reads the same."""
+        plain = f"{self.model} {self.dataset} {self.setting}"
+        return f"{plain} ({self.tag})" if self.tag else plain
 
     def number(self, key: str) -> float | str | None:
         """The sortable value of a column."""
@@ -177,24 +183,28 @@ def build_rows(runs: list[Run], aggregation: str, resamples: int, seed: int, sho
     """One row per run, in the order model, dataset (group before its tasks), setting."""
     notes: list[str] = []
     draws = sum(len(run.samples or ()) for run in runs) * resamples
-    progress = Progress("bootstrapping runs", len(runs), show_progress or draws >= LARGE_BOOTSTRAP)
     rows = []
-    for run in runs:
+    for run in track(runs, "report: bootstrapping runs", force=show_progress, large=draws >= LARGE_BOOTSTRAP):
         if run.samples:
             rows.append(sample_row(run, aggregation, resamples, seed))
         elif run.measured:
             rows.append(results_row(run, aggregation, notes))
         else:
             rows.append(Row(run, {}, None, ""))
-        progress.advance()
-    return sorted(rows, key=row_order), notes
+    rows.sort(key=row_order)
+    tags = distinct_tags([(row.label, row.run.date, row.run.results_file) for row in rows])
+    for row, tag in zip(rows, tags):
+        row.tag = tag
+    return rows, notes
 
 
-def columns_with(extra: list[str]) -> tuple[Column, ...]:
-    """The paper's columns with the chosen optional sets inserted before accuracy."""
+def columns_with(extra: list[str], rows: list[Row] = ()) -> tuple[Column, ...]:
+    """The paper's columns with the chosen optional sets inserted before accuracy, and the run column
+    when some of ``rows`` would read alike without it."""
     added = tuple(Column(k, answer_views.HEADERS[k], True) for name in extra for k in answer_views.EXTRA_COLUMNS[name])
     cut = [c.key for c in COLUMNS].index("accuracy")
-    return COLUMNS[:cut] + added + COLUMNS[cut:]
+    tagged = (RUN_COLUMN,) if any(row.tag for row in rows) else ()
+    return COLUMNS[:cut] + added + COLUMNS[cut:] + tagged
 
 
 def add_extra_cells(rows: list[Row], extra: list[str], resamples: int, seed: int) -> None:

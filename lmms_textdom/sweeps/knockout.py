@@ -21,6 +21,7 @@ from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.metrics import aggregate_layers
 from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+from lmms_textdom.progress import progress_bar, write
 from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
 
 
@@ -173,8 +174,7 @@ def run_knockout(
     else:
         env = dict(os.environ)
     depth = language_model_depth(pretrained)
-    if depth is not None:
-        windows(depth, window, stride)  # a bad window fails before any run
+    planned = windows(depth, window, stride) if depth is not None else None  # a bad window fails before any run
     task = tasks.split(",")[0]
     extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
 
@@ -183,16 +183,20 @@ def run_knockout(
         command[command.index("--device") + 1] = device
         run_checked(command, env, run_dir, quiet=True)
 
-    print(f"running: baseline -> {output / 'baseline'}", flush=True)
-    evaluate(",key_stats=true" if key_stats else "", output / "baseline")
-    baseline = the_run(output / "baseline", task)
-    if not baseline.samples:
-        raise SystemExit(f"the baseline run of {task} has no per-layer attention in its sample log; the sweep needs a textdom model")
-    spans = windows(baseline.samples[0].num_layers, window, stride)
-    for low, high in spans:
-        spec = str(low) if low == high else f"{low}-{high}"
-        print(f"running: layers {spec} knocked out -> {output / f'ko_{spec}'}", flush=True)
-        evaluate(f",knockout_layers={spec},knockout_score=true", output / f"ko_{spec}")
+    with progress_bar("knockout: lmms-eval runs", 1 + len(planned) if planned else None, unit="run") as bar:
+        write(f"running: baseline -> {output / 'baseline'}")
+        evaluate(",key_stats=true" if key_stats else "", output / "baseline")
+        bar.update(1)
+        baseline = the_run(output / "baseline", task)
+        if not baseline.samples:
+            raise SystemExit(f"the baseline run of {task} has no per-layer attention in its sample log; the sweep needs a textdom model")
+        spans = windows(baseline.samples[0].num_layers, window, stride)
+        bar.total = 1 + len(spans)
+        for low, high in spans:
+            spec = str(low) if low == high else f"{low}-{high}"
+            write(f"running: layers {spec} knocked out -> {output / f'ko_{spec}'}")
+            evaluate(f",knockout_layers={spec},knockout_score=true", output / f"ko_{spec}")
+            bar.update(1)
     name = Path(pretrained).name if Path(pretrained).exists() else pretrained
     title = f"{model} {name}, {task}: knock-out windows of {window} layer(s), stride {stride}"
     return tabulate(output, task, spans, title)

@@ -13,6 +13,7 @@ from lmms_textdom.core.metrics import GROUPS
 from lmms_textdom.report.runs import headline_metric
 from lmms_textdom.integration.registry import model_class
 from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
+from lmms_textdom.progress import track, write
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
 
@@ -77,11 +78,11 @@ def run_table2(
         env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
     rows = []
     task = tasks.split(",")[0]
-    for ratio, repeat in itertools.product(ratios, repeats):
+    for ratio, repeat in track(list(itertools.product(ratios, repeats)), "table2: lmms-eval runs", unit="run"):
         name = setting_name(ratio, repeat)
         args = f"pretrained={pretrained},prune_ratio={ratio},nontext_repeat={repeat}" + (f",{model_args}" if model_args else "")
         run_dir = output / f"r{ratio:g}_x{repeat}"
-        print(f"running: {name} -> {run_dir}", flush=True)
+        write(f"running: {name} -> {run_dir}")
         extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
         extra += ["--gen_kwargs", gen_kwargs] if gen_kwargs else []
         command = lmms_eval_command(model, args, tasks, run_dir, *extra)
