@@ -170,6 +170,8 @@ def read_sample_log(path: Path, expected: int | None, progress: Progress) -> Sam
                 continue
             try:
                 record = json.loads(line)[DETAIL]
+                if "failure" in record:  # a request that failed: no stats, and not counted as measured
+                    continue
                 samples.append(SampleStats.from_dict(record["stats"]))
             except ValueError as exc:
                 raise ReadError(f"line {number} is not a complete sample ({exc}); the file looks cut off") from exc
