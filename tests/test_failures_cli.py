@@ -4,7 +4,8 @@ interrupted run resumes from lmms-eval's response cache (``--use_cache``).
 The bad sample is real: in a copy of the fabricated MMMU-Pro data, one image file of one standard
 question holds an HTML error page. lmms-eval decodes a doc's images only when the model asks for
 them (and the first doc when it builds the task), so the run fails mid-way, in our adapter.
-Runs use batch size 1, so every answer is computed exactly as in the uninterrupted run.
+Runs use batch size 2: the bad sample's batch is retried one request at a time, and a resumed run
+answers the rest in the same batches as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from tests.lmms_runs import results_of, run_cli, samples_of
 
 TASK, STANDARD, VISION = "mmmu_pro_textdom", "mmmu_pro_standard_textdom", "mmmu_pro_vision_textdom"
 BROKEN_DOC = 3  # not 0: lmms-eval decodes the first doc while it builds the task
-FAST = ("--batch_size", "1", "--gen_kwargs", "max_new_tokens=8")
+BATCH_MATE = 0  # its batch (longest prompts first: [2, 5], [4, 1], [3, 0], ...) was retried one by one
+FAST = ("--batch_size", "2", "--gen_kwargs", "max_new_tokens=8")
 RUN_ID = "textdom-resume-test"
 
 
@@ -93,6 +95,7 @@ def test_one_bad_sample_is_recorded_and_the_run_finishes(runs):
     # The summary names the sample; the error of each failure is in the log as it happens.
     summary = done.stderr[done.stderr.index("1 of 12 requests failed") :]
     assert f"{STANDARD} doc_id {BROKEN_DOC}: UnidentifiedImageError: cannot identify image file" in summary
+    assert "a batch of 2 failed (UnidentifiedImageError" in done.stdout and "retrying its requests one at a time" in done.stdout
 
 
 def test_the_failed_sample_is_logged_and_left_out_of_the_metrics(runs):
@@ -106,8 +109,8 @@ def test_the_failed_sample_is_logged_and_left_out_of_the_metrics(runs):
     for key in METRIC_NAMES:
         measured = [row[key] for doc_id, row in logged.items() if doc_id != BROKEN_DOC]
         assert results[f"{key},none"] == pytest.approx(sum(measured) / 5, rel=1e-12), key
-    # Every other sample is exactly what the run without the bad image gave.
-    assert_same_samples(runs["out"] / "record", runs["out"] / "uninterrupted", skip={(STANDARD, BROKEN_DOC)})
+    # Every other sample is exactly what the run without the bad image gave (its batch mate ran alone).
+    assert_same_samples(runs["out"] / "record", runs["out"] / "uninterrupted", skip={(STANDARD, BROKEN_DOC), (STANDARD, BATCH_MATE)})
 
 
 def test_the_cache_keeps_the_answers_but_not_the_failure(runs):
@@ -141,3 +144,16 @@ def test_the_resumed_run_equals_an_uninterrupted_one(runs):
     for task in (TASK, STANDARD, VISION):
         for key in (*METRIC_NAMES, "mmmu_acc", "textdom", "textdom_failed"):
             assert resumed[task][f"{key},none"] == uninterrupted[task][f"{key},none"], (task, key)
+
+
+def test_the_report_reads_a_run_with_a_failed_sample(runs, tmp_path):
+    from tests.test_report import read_csv, report, row_of
+
+    status, _, stderr = report(runs["out"] / "record", "--out", tmp_path, "--resamples", "0", "--no-figures")
+    assert status == 0, stderr
+    results = results_of(runs["out"] / "record")["results"][STANDARD]
+    row = row_of(read_csv(tmp_path / "leaderboard.csv"), STANDARD)
+    assert row["source"] == "sample log" and (int(row["samples"]), int(row["measured"])) == (6, 5)  # the failed one is not measured
+    assert row["accuracy_metric"] == "mmmu_acc"
+    for key in METRIC_NAMES:
+        assert float(row[key]) == pytest.approx(results[f"{key},none"], rel=1e-12), key
