@@ -106,7 +106,7 @@ def test_stop_names_the_request(tiny_llava_dir):
 def test_a_broken_setup_stops_the_run(adapter, capsys):
     with pytest.raises(SampleFailed, match=f"the first {SETUP_FAILURES} requests all failed"):
         adapter.generate_until(requests_for(adapter, [NOT_AN_IMAGE] * (SETUP_FAILURES + 2)))
-    assert f"{SETUP_FAILURES} of {SETUP_FAILURES + 2} requests failed" in capsys.readouterr().err
+    assert f"{SETUP_FAILURES} of {SETUP_FAILURES + 2} requests failed before the run stopped" in capsys.readouterr().err
 
 
 def test_configuration_errors_are_not_recorded_per_sample(adapter):

@@ -86,6 +86,7 @@ class Responding:
         self.progress = tqdm(total=total, disable=rank != 0, desc=f"{model_id} responding")
         self.failures: list[Failure] = []
         self.answered = 0
+        self.stopped = False
 
     def fail(self, instance, exc: Exception) -> Failure:
         """Record that ``instance`` failed on its own with ``exc``, or stop the run."""
@@ -99,6 +100,7 @@ class Responding:
         logger.error(f"{self.model_id}{self.where}: request failed, recorded as failed: {failure}\n{trace}")
         self.failures.append(failure)
         if not self.answered and len(self.failures) >= SETUP_FAILURES:
+            self.stopped = True
             raise SampleFailed(
                 f"the first {len(self.failures)} requests all failed and none was answered: that is a broken setup, "
                 f"not bad samples, so the run stops. The last one: {failure}"
@@ -106,10 +108,16 @@ class Responding:
         return failure
 
     def summary(self) -> str:
+        if self.stopped:
+            head = [f"lmms-textdom{self.where}: {len(self.failures)} of {self.total} requests failed before the run stopped:"]
+        else:
+            head = [
+                f"lmms-textdom{self.where}: {len(self.failures)} of {self.total} requests failed; the run went on without "
+                f"them (on_sample_error={RECORD}).",
+                "Each answered an empty text, is left out of MDI/AEI and counts in textdom_failed:",
+            ]
         lines = [
-            f"lmms-textdom{self.where}: {len(self.failures)} of {self.total} requests failed; the run went on without them "
-            f"(on_sample_error={RECORD}).",
-            "Each answered an empty text, is left out of MDI/AEI and counts in textdom_failed:",
+            *head,
             *(f"  {failure}" for failure in self.failures),
             "on_sample_error=stop ends a run at the first failure instead. With --use_cache, rerunning the same "
             "command answers the finished requests from the cache and retries only the failed ones.",
