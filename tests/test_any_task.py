@@ -21,7 +21,7 @@ from tests.conftest import random_image
 from tests.lmms_runs import results_of, run_cli, samples_of
 from tests.oracle import eager_class_masses, paper_values
 
-TEXTDOM = (*METRIC_NAMES, "textdom")
+TEXTDOM = (*METRIC_NAMES, "textdom", "textdom_failed")
 BLINK = tuple(BLINK_CONFIGS)
 FILTER = {"ai2d": "flexible-extract", **{name: "none" for name in ("mme", "readall", "blink", *BLINK)}}
 SAMPLES = {"ai2d": 4, "mme": 4, "readall": 3, "blink": 14, **{name: 1 for name in BLINK}}
@@ -102,7 +102,7 @@ def test_derived_task_keeps_the_scores_and_adds_the_six_values(run, task):
     assert plain, task
     assert {k: derived[k] for k in plain} == plain  # the task's own metrics, same values
     assert set(derived) - set(plain) == set(TEXTDOM)
-    assert derived["textdom"] == SAMPLES[task]
+    assert derived["textdom"] == SAMPLES[task] and derived["textdom_failed"] == 0
     assert all(isinstance(derived[m], float) and derived[m] > 0 for m in METRIC_NAMES)
     assert not set(TEXTDOM) & set(plain), "a plain task reports no textdom metrics"
 

@@ -26,6 +26,12 @@ def under_lmms_eval_cli() -> bool:
     return os.path.basename(sys.argv[0] if sys.argv else "") == "lmms-eval"
 
 
+def framed(text: str) -> str:
+    """``text`` between two rules, so that it stands out among lmms-eval's logs."""
+    bar = "=" * 78
+    return f"\n{bar}\n{text}\n{bar}\n"
+
+
 def fail_loudly(exc: BaseException) -> NoReturn:
     """Re-raise ``exc``; under the lmms-eval CLI print it framed and exit non-zero instead."""
     if not under_lmms_eval_cli():
@@ -33,7 +39,6 @@ def fail_loudly(exc: BaseException) -> NoReturn:
     kind = "configuration error" if isinstance(exc, UsageError) else f"failure ({type(exc).__name__})"
     if not isinstance(exc, UsageError):
         traceback.print_exception(exc, file=sys.stderr)
-    bar = "=" * 78
-    sys.stderr.write(f"\n{bar}\nlmms-textdom {kind}:\n{exc}\n{bar}\n")
+    sys.stderr.write(framed(f"lmms-textdom {kind}:\n{exc}"))
     sys.stderr.flush()
     raise SystemExit(2) from exc

@@ -20,7 +20,7 @@ import functools
 
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.hook import (
-    DETAIL, METRIC_NAMES, group_mean, group_sum, mean_of_defined, samples_measured, textdom_metrics,
+    DETAIL, FAILED, METRIC_NAMES, group_mean, group_sum, mean_of_defined, samples_failed, samples_measured, textdom_metrics,
 )
 from lmms_textdom.integration.responses import split_filtered
 
@@ -33,10 +33,12 @@ _DERIVED = "_textdom_derived"
 TASK_METRICS = [
     *({"metric": m, "aggregation": mean_of_defined, "higher_is_better": False} for m in METRIC_NAMES),
     {"metric": DETAIL, "aggregation": samples_measured, "higher_is_better": True},
+    {"metric": FAILED, "aggregation": samples_failed, "higher_is_better": False},
 ]
 GROUP_METRICS = [
     *({"metric": m, "aggregation": group_mean, "weight_by_size": True} for m in METRIC_NAMES),
     {"metric": DETAIL, "aggregation": group_sum, "weight_by_size": False},
+    {"metric": FAILED, "aggregation": group_sum, "weight_by_size": False},
 ]
 
 

@@ -43,5 +43,5 @@ def with_token_counts(outputs: Sequence, input_tokens: Sequence[int], output_tok
 
 def generation_result(output) -> GenerationResult:
     """What ``generate_until`` hands lmms-eval for one answer."""
-    text = output if isinstance(output, Answer) else str(output)
+    text = output if isinstance(output, list) else str(output)  # [text, payload] stays a list
     return GenerationResult(text, getattr(output, "token_counts", None))

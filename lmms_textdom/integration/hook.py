@@ -8,6 +8,10 @@ back and ``textdom_metrics`` for the metric values; ``with_textdom`` does both a
 ``process_results``, so another task gains the metrics without copying its code. With any other
 model the payload is absent and the textdom metrics are simply not reported.
 
+A request that failed (``models/failures.py``) is answered ``["", failure payload]``: no stats, but
+the task, doc id and exception. Its MDI/AEI are undefined (left out of every mean) and it counts in
+``textdom_failed``, which a textdom task lists next to its metrics so the results table shows it.
+
 No torch, no lmms-eval here: only the metric core.
 """
 
@@ -24,8 +28,8 @@ from lmms_textdom.core.views import content_values, decay_values, step_dominance
 from lmms_textdom.provenance import provenance
 
 __all__ = [
-    "METRIC_NAMES", "encode_payload", "is_payload", "split_response", "textdom_metrics", "with_textdom",
-    "mean_of_defined", "samples_measured", "group_mean", "group_sum",
+    "METRIC_NAMES", "FAILED", "encode_payload", "encode_failure", "is_payload", "is_failure", "split_response",
+    "textdom_metrics", "with_textdom", "mean_of_defined", "samples_measured", "samples_failed", "group_mean", "group_sum",
 ]
 
 FORMAT = "lmms_textdom/1"
@@ -34,6 +38,8 @@ _PREFIX = json.dumps({"format": FORMAT})[:-1]
 METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 #: Per-sample record in the sample log; aggregated to the number of samples measured.
 DETAIL = "textdom"
+#: 1 for a request that failed, else 0; aggregated to the number of failed samples.
+FAILED = "textdom_failed"
 
 
 #: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
@@ -50,8 +56,21 @@ def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dic
     return json.dumps(payload)
 
 
+def encode_failure(failure: dict[str, Any], settings: dict[str, Any]) -> str:
+    """The payload of a request that failed: ``failure`` names its task, doc id and exception."""
+    return json.dumps({"format": FORMAT, "failure": failure, "settings": settings})
+
+
 def is_payload(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(_PREFIX)
+
+
+def is_failure(response: Any) -> bool:
+    """Whether a model's ``[text, payload]`` response (bare, or in lmms-eval's ``GenerationResult``) is that of a failed request."""
+    response = getattr(response, "text", response)
+    if not (isinstance(response, (list, tuple)) and len(response) == 2 and is_payload(response[1])):
+        return False
+    return "failure" in json.loads(response[1])
 
 
 def split_response(results: Sequence[Any]) -> tuple[list[Any], dict | None]:
@@ -63,9 +82,12 @@ def split_response(results: Sequence[Any]) -> tuple[list[Any], dict | None]:
 
 
 def textdom_metrics(payload: dict | None) -> dict[str, Any]:
-    """``{"mdi_early": float | None, ..., "textdom": detail}``, or ``{}`` without a payload."""
+    """``{"mdi_early": float | None, ..., "textdom": detail, "textdom_failed": 0 or 1}``, or ``{}`` without a payload."""
     if payload is None:
         return {}
+    if "failure" in payload:
+        detail = {"failure": payload["failure"], "settings": payload.get("settings", {})}
+        return {**{name: None for name in METRIC_NAMES}, DETAIL: detail, FAILED: 1}
     stats = SampleStats.from_dict(payload["stats"])
     summary = summarize(stats)
     values = summary.values()
@@ -83,7 +105,7 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
     if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
         detail["provenance"] = payload["provenance"]
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
-    return {**values, DETAIL: detail}
+    return {**values, DETAIL: detail, FAILED: 0}
 
 
 def stepwise_values(stats: SampleStats) -> dict[str, Any]:
@@ -135,8 +157,13 @@ def mean_of_defined(items: Sequence[float | None]) -> float | None:
 
 
 def samples_measured(items: Sequence[dict]) -> int:
-    """How many samples have a defined MDI in every layer group."""
-    return sum(1 for d in items if d and all(d["values"].get(f"mdi_{g}") is not None for g in GROUPS))
+    """How many samples have a defined MDI in every layer group (a failed sample has none)."""
+    return sum(1 for d in items if d and "values" in d and all(d["values"].get(f"mdi_{g}") is not None for g in GROUPS))
+
+
+def samples_failed(items: Sequence[int]) -> int:
+    """How many requests failed (``textdom_failed`` is 1 for each)."""
+    return int(sum(items))
 
 
 def group_mean(metrics: Sequence[float | None], sizes: Sequence[int], weight_by_size: bool = True) -> float | None:

@@ -5,8 +5,9 @@ task index before adding the plugin's folder (so ``--tasks <plugin task>`` fails
 ``--include_path``). When lmms-eval loads our model manifests, which it does on every CLI run
 before it indexes tasks, we add our installed task folder to ``TaskManager``'s search path once.
 Passing ``--include_path`` to the same folder as well is harmless. The same moment teaches the
-TaskManager the derived ``<task>_textdom`` names (``derived_tasks``) and routes the textdom
-payload around every task's filters (``responses``).
+TaskManager the derived ``<task>_textdom`` names (``derived_tasks``), routes the textdom
+payload around every task's filters (``responses``) and lets the response cache keep each batch
+as it finishes (``resume``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from lmms_textdom.integration import derived_tasks, responses
+from lmms_textdom.integration import derived_tasks, responses, resume
 
 #: model id -> adapter class path
 MODELS = {
@@ -70,4 +71,5 @@ def manifests():
     add_task_folder()
     derived_tasks.install()
     responses.install()
+    resume.install()
     return [ModelManifest(model_id=model_id, simple_class_path=path) for model_id, path in MODELS.items()]

@@ -8,25 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from loguru import logger
 from lmms_eval.api.model import lmms
-from tqdm import tqdm
 from transformers import AutoConfig, AutoProcessor
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.generation import generation_result, with_token_counts
-from lmms_textdom.integration.hook import encode_payload
+from lmms_textdom.integration.hook import encode_failure, encode_payload
 from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
+from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
 from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -49,6 +50,10 @@ COMMON_ARGS = (
     Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
     Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
+    Arg(
+        "on_sample_error", RECORD, "a request that fails on its own: record = empty answer and a failure record, "
+        "left out of MDI/AEI, the run goes on; stop = end the run there, naming it", choices=(RECORD, STOP),
+    ),
     KNOCKOUT_LAYERS,
     KNOCKOUT_SCORE,
     KEY_STATS,
@@ -322,17 +327,55 @@ class TextdomModel(lmms):
         ]
         return with_token_counts(answers, seen, lengths)
 
+    def response_batches(self, requests) -> list[list[int]]:
+        """Indices of ``requests`` in the batches that ``generate_until`` runs."""
+        return plan_batches([r.args[0] for r in requests], [r.args[1] for r in requests], self.args["batch_size"])
+
+    _responding: Responding | None = None
+
+    @contextmanager
+    def responding(self, total: int):
+        """One progress bar and one failure summary for every ``generate_until`` call inside (the
+        response cache calls it once per batch, ``integration/resume.py``)."""
+        if self._responding is not None:
+            yield self._responding
+            return
+        self._responding = Responding(self.MODEL_ID, total, self.args["on_sample_error"], self.rank, self.world_size)
+        try:
+            yield self._responding
+        finally:
+            run, self._responding = self._responding, None
+            run.close()
+
     def generate_until(self, requests) -> list:
         try:
-            batch_plan = plan_batches([r.args[0] for r in requests], [r.args[1] for r in requests], self.args["batch_size"])
-            results: list = [None] * len(requests)
-            for indices in tqdm(batch_plan, disable=self.rank != 0, desc=f"{self.MODEL_ID} responding"):
-                outputs = self._run_batch([self._request(requests[i]) for i in indices])
-                for i, output in zip(indices, outputs):
-                    results[i] = generation_result(output)
-            return results
+            nested = self._responding is not None
+            with self.responding(len(requests)) as run:
+                results: list = [None] * len(requests)
+                for indices in self.response_batches(requests):
+                    for i, output in zip(indices, self._respond(requests, indices, run)):
+                        results[i] = generation_result(output)
+                    if not nested:
+                        run.progress.update(len(indices))
+                return results
         except Exception as exc:
             fail_loudly(exc)
+
+    def _respond(self, requests, indices: list[int], run: Responding) -> list:
+        """Answers of one batch; a batch that fails is retried one request at a time (``failures.py``)."""
+        try:
+            outputs = self._run_batch([self._request(requests[i]) for i in indices])
+        except Exception as exc:
+            if not per_sample(exc):
+                raise
+            free_memory()
+            if len(indices) > 1:
+                logger.warning(f"{self.MODEL_ID}: a batch of {len(indices)} failed ({type(exc).__name__}: {exc}); retrying its requests one at a time")
+                return [output for i in indices for output in self._respond(requests, [i], run)]
+            failure = run.fail(requests[indices[0]], exc)
+            return [["", encode_failure(failure.record(), self.settings())]]
+        run.answered += len(indices)
+        return outputs
 
     def loglikelihood(self, requests):
         fail_loudly(UsageError(f"{self.MODEL_ID} runs generate_until tasks only (the metrics need generated tokens)"))

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
-from lmms_textdom.integration.hook import DETAIL, METRIC_NAMES
+from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES
 from lmms_textdom.progress import progress_bar
 from lmms_textdom.provenance import LIBRARIES
 from lmms_textdom.core.stats import SampleStats
@@ -31,7 +31,7 @@ PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
 #: Sample logs larger than this in total get a progress bar (on a terminal) without being asked.
 LARGE_INPUT_BYTES = 50e6
-TEXTDOM_RESULTS = frozenset((*METRIC_NAMES, DETAIL))
+TEXTDOM_RESULTS = frozenset((*METRIC_NAMES, DETAIL, FAILED))
 #: what a textdom sample records of the code that measured it
 PROVENANCE_KEYS = ("lmms_textdom", "lmms_textdom_commit", *LIBRARIES)
 
@@ -165,8 +165,10 @@ def read_results(path: Path) -> dict[str, Any]:
 
 
 def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
-    """All samples of a measured task's log; any bad line makes the whole log unusable."""
+    """All measured samples of a task's log (failed requests are skipped, but counted against
+    ``expected``, the samples evaluated); any bad line makes the whole log unusable."""
     samples: list[SampleStats] = []
+    failed = 0
     settings: dict[str, Any] | None = None
     recorded: dict[str, Any] = {}
     with path.open("rb") as lines:
@@ -176,6 +178,9 @@ def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
                 continue
             try:
                 record = json.loads(line)[DETAIL]
+                if "failure" in record:  # a request that failed: no stats
+                    failed += 1
+                    continue
                 samples.append(SampleStats.from_dict(record["stats"]))
             except ValueError as exc:
                 raise ReadError(f"line {number} is not a complete sample ({exc}); the file looks cut off") from exc
@@ -184,8 +189,8 @@ def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
             if settings is None:
                 settings = record.get("settings") or {}
                 recorded = record.get("provenance") or {}
-    if expected is not None and len(samples) != expected:
-        raise ReadError(f"it holds {len(samples)} samples where the results file counts {expected}; the log is partial")
+    if expected is not None and len(samples) + failed != expected:
+        raise ReadError(f"it holds {len(samples) + failed} samples where the results file counts {expected}; the log is partial")
     return SampleLog(samples, settings or {}, recorded)
 
 
