@@ -660,6 +660,10 @@ class AttentionProbe:
         return self._recorder.stats(lengths)
 
 
+#: How a sequence of a ``generate`` call ended (``output_ends``).
+FINISH_EOS, FINISH_STOP_STRING, FINISH_LENGTH = "eos", "stop_string", "length"
+
+
 def output_lengths(
     generated: torch.Tensor,
     eos_token_id: int | Sequence[int] | None,
@@ -676,19 +680,35 @@ def output_lengths(
     out: a sequence that never finished keeps every row, pad tokens it generated itself included.
     ``prompt``: the input ids generate continued from, when stop strings may span the boundary.
     """
+    return [n for n, _ in output_ends(generated, eos_token_id, pad_token_id, stop_strings, tokenizer, prompt)]
+
+
+def output_ends(
+    generated: torch.Tensor,
+    eos_token_id: int | Sequence[int] | None,
+    pad_token_id: int | None,
+    stop_strings: Sequence[str] | None = None,
+    tokenizer=None,
+    prompt: torch.Tensor | None = None,
+) -> list[tuple[int, str]]:
+    """``output_lengths`` with how each sequence ended: ``eos``, ``stop_string`` or ``length`` (never finished)."""
     eos = set() if eos_token_id is None else ({eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id))
     if stop_strings and tokenizer is None:
         raise ValueError("output_lengths needs the tokenizer to find where stop strings ended a sequence")
     criterion = None
     sequences = generated if prompt is None else torch.cat([prompt.to(generated.device), generated], dim=1)
     offset = sequences.shape[1] - generated.shape[1]
-    lengths = []
+    ends = []
     for b, row in enumerate(generated.tolist()):
-        end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        end = next((i + 1 for i, token in enumerate(row) if token in eos), None)
+        reason = FINISH_LENGTH if end is None else FINISH_EOS
+        end = len(row) if end is None else end
         if stop_strings:
             # Generate pads a finished sequence, so it finished at or after its last non-pad token.
             first = max((i for i in range(end) if row[i] != pad_token_id), default=0)
             criterion = criterion or StopStringCriteria(tokenizer, list(stop_strings))
-            end = next((i + 1 for i in range(first, end) if bool(criterion(sequences[b : b + 1, : offset + i + 1], None)[0])), end)
-        lengths.append(end)
-    return lengths
+            stop = next((i + 1 for i in range(first, end) if bool(criterion(sequences[b : b + 1, : offset + i + 1], None)[0])), None)
+            if stop is not None and (stop < end or reason == FINISH_LENGTH):
+                end, reason = stop, FINISH_STOP_STRING
+        ends.append((end, reason))
+    return ends

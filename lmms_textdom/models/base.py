@@ -26,7 +26,8 @@ from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
-from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
+from lmms_textdom.core.probe import AttentionProbe, install, output_ends
+from lmms_textdom.models.answer_log import logged_answer
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -299,17 +300,19 @@ class TextdomModel(lmms):
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
         new = out[:, prompt_len:]
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-        if not self.args["textdom"]:
-            return texts
+        # Rows end where each sequence finished: its EOS or the token completing a stop string.
+        ends = output_ends(
+            new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
+            inputs["input_ids"] if prompt_len else None,
+        )  # fmt: skip
+        lengths = [n for n, _ in ends]
+        if not self.args["textdom"]:  # ids and ending logged: `lmms-textdom measure` can measure it exactly
+            prompt_tokens = [sum(c) for c in prepared.classes.counts()]
+            return [logged_answer(t, p, new[b, :n].tolist(), r) for b, (t, p, (n, r)) in enumerate(zip(texts, prompt_tokens, ends))]
         effects = [None] * len(batch)
         if self.knockout and self.args["knockout_score"]:
             with torch.inference_mode():
                 effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
-        # Rows end where each sequence finished: its EOS or the token completing a stop string.
-        lengths = output_lengths(
-            new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
-            inputs["input_ids"] if prompt_len else None,
-        )  # fmt: skip
         stats = probe.stats(lengths)
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
