@@ -26,6 +26,7 @@ from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
+from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends
 from lmms_textdom.models.answer_log import logged_answer
 
@@ -288,9 +289,7 @@ class TextdomModel(lmms):
         inputs = self._to_device(prepared.inputs)
         # generate returns the prompt ids in front of the new tokens, except when given embeddings
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.model.generation_config.pad_token_id
+        pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
@@ -321,6 +320,25 @@ class TextdomModel(lmms):
             [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
+
+    @property
+    def pad_token_id(self) -> int | None:
+        pad_id = self.tokenizer.pad_token_id
+        return self.model.generation_config.pad_token_id if pad_id is None else pad_id
+
+    def measure_batch(self, batch: list[Request], answers: list[list[int]], run_settings: dict, answer_records: list[dict]) -> list[str]:
+        """Payloads of given answers (token ids, each up to the token that ended it) to ``batch``: one
+        teacher-forced forward pass under the probe, with the rows generate would have recorded."""
+        prepared = self.prepare(batch)
+        inputs = self._to_device(prepared.inputs)
+        pad_id = self.pad_token_id
+        tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
+        with torch.inference_mode(), AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe:
+            self.model(**forced_inputs(self.model, inputs, tokens))
+        stats = probe.stats([len(a) for a in answers])
+        run = {**self.settings(), "probe_path": probe.path, **run_settings}
+        extra = prepared.sample_settings or [{}] * len(batch)
+        return [encode_payload(s, {**run, **e}, answer=a) for s, e, a in zip(stats, extra, answer_records)]
 
     def generate_until(self, requests) -> list:
         try:
