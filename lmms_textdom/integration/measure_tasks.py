@@ -90,8 +90,8 @@ class MeasureTasks:
         output_type = utils.load_yaml_config(entry["yaml_path"], mode="simple").get("output_type") or "generate_until"
         if output_type not in derived_tasks.MEASURABLE:
             raise UsageError(
-                f"the log of '{name}' comes from a {output_type} task: its responses score given answers and no "
-                "tokens were generated, while MDI/AEI come from the attention of generated tokens. measure reads "
+                f"the log of '{name}' comes from a {output_type} task, which scores given answers by their loglikelihood: "
+                "no tokens were generated, while MDI/AEI come from the attention of generated tokens. measure reads "
                 "logs of generate_until tasks."
             )
 
