@@ -240,7 +240,7 @@ def test_text_only_answers_follow_the_stated_rules(logs, env, tiny_llava_dir, tm
     for name, (tokens, ending) in {"short": (len(ids["short"]), "eos_assumed"), "limit": (MAX_NEW_TOKENS, "length_assumed")}.items():
         for doc_id, row in runs[f"text_{name}"].items():
             assert row["textdom"]["settings"]["answer_tokens"] == "retokenized"
-            assert row["textdom"]["answer"] == {"tokens": tokens, "finish_reason": ending, "round_trip": True}
+            assert row["textdom"]["answer"] == {"tokens": tokens, "finish_reason": ending, "round_trip": True, "over_limit": False}
             assert_same_record(stats(row), stats(runs[f"ids_{name}"][doc_id]))
 
 
@@ -316,6 +316,7 @@ BAD = {
     "batch_size in model_args": (lambda logs, tmp: logs["plain"], ("--model_args", "{ckpt},batch_size=2"), "pass batch_size as --batch_size"),
     "unknown model": (lambda logs, tmp: logs["plain"], ("--model", "llava_hf"), "unknown model 'llava_hf'"),
     "no such path": (lambda logs, tmp: tmp / "nowhere", (), "does not exist"),
+    "no log of --tasks": (lambda logs, tmp: logs["plain"], ("--tasks", "mme"), "none of the logs is of those tasks; the logs hold mmmu_pro_standard_textdom"),
 }
 
 

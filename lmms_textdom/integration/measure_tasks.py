@@ -34,18 +34,24 @@ def reports_textdom(task) -> bool:
 class MeasureTasks:
     """Tasks for the logs' task names, built once by one ``TaskManager`` for ``model_id``."""
 
-    def __init__(self, model_id: str, log_tasks: Iterable[str], output_path: str):
+    def __init__(self, model_id: str, log_tasks: Iterable[str], output_path: str, include_path: str | None = None):
         from lmms_eval.tasks import TaskManager
 
         derived_tasks.install()
         self.model_id = model_id
         self.output_path = output_path
         names = sorted(set(log_tasks))
-        folder = str(registry.tasks_dir())
-        # our own task folder alone indexes in no time; stock names (and their twins) need lmms-eval's
-        manager = TaskManager("WARNING", include_path=folder, include_defaults=False, model_name=model_id)
-        if any(name not in manager.task_index for name in names):
-            manager = TaskManager("WARNING", include_path=folder, include_defaults=True, model_name=model_id)
+        folders = [str(registry.tasks_dir())]
+        if include_path:
+            from pathlib import Path
+
+            if not Path(include_path).is_dir():
+                raise UsageError(f"--include_path {include_path} is not a folder")
+            folders.append(str(include_path))
+        # our own (and the user's) task folders alone index in no time; stock names need lmms-eval's ~330 folders
+        manager = TaskManager("WARNING", include_path=folders, include_defaults=False, model_name=model_id)
+        if any(derived_tasks.original_name(name) not in manager.task_index and name not in manager.task_index for name in names):
+            manager = TaskManager("WARNING", include_path=folders, include_defaults=True, model_name=model_id)
         self.manager = manager
         self.tasks: dict[str, Any] = {}  # log task name -> measuring task object
         self.names: dict[str, str] = {}  # log task name -> measuring task name

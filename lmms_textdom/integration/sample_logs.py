@@ -23,6 +23,9 @@ RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
 #: model_args keys that name the checkpoint, by backend: HF wrappers, vLLM / SGLang, others
 CHECKPOINT_KEYS = ("pretrained", "model", "model_version", "model_name", "model_id", "model_path", "path")
+#: lmms-eval 0.7.3's vLLM backends generate up to the larger of the task's max_new_tokens and their own
+#: model_arg max_new_tokens (default 4096 in the chat class that --model vllm resolves to)
+LARGER_LIMIT_BACKENDS = {"vllm": 4096, "vllm_generate": 4096}
 #: keys of the logged token counts that our plain runs add (models/answer_log.py; no lmms-eval import here)
 OUTPUT_IDS, FINISH_REASON = "output_ids", "finish_reason"
 
@@ -81,6 +84,16 @@ class SampleLog:
         if isinstance(overrides, dict):
             out.update(overrides)
         return out
+
+    def max_new_tokens(self) -> int | None:
+        """The most tokens an answer of this run could have: the task's limit, or the backend's own."""
+        task = self.generation_kwargs().get("max_new_tokens")
+        own = parse_model_args(self.model_args).get("max_new_tokens")
+        task = int(task) if task is not None else None
+        own = int(float(own)) if own is not None else None
+        if self.model in LARGER_LIMIT_BACKENDS:
+            return max(task or 0, own or LARGER_LIMIT_BACKENDS[self.model])
+        return task if task is not None else own
 
     @property
     def samples(self) -> list[dict]:

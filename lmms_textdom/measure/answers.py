@@ -13,7 +13,10 @@ generate's probe records one row per generated token, the token that ended the a
   * a stop string (the task's ``until``) is cut from the logged text, its tokens are unknown: the
     answer is measured as if it had ended with EOS right after the text (one ending row instead of
     the stop string's tokens).
-  Whether decode(encode(text)) gives the text back is recorded per sample (``round_trip``).
+  Whether decode(encode(text)) gives the text back is recorded per sample (``round_trip``), and, where
+  the limit is known, whether the text encodes to more tokens than the run could generate
+  (``over_limit``: then its tokens are certainly not the generated ones). Neither proves the ids equal
+  the generated ones: a lossy decode (byte fragments) can re-encode to other ids that round-trip.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ class Answer:
     ids: list[int]
     finish_reason: str
     round_trip: bool | None = None  # retokenized text only
+    over_limit: bool | None = None  # retokenized text, limit known
 
     def record(self) -> dict[str, Any]:
         out = {"tokens": len(self.ids), "finish_reason": self.finish_reason}
-        if self.round_trip is not None:
-            out["round_trip"] = self.round_trip
+        for name in ("round_trip", "over_limit"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -70,8 +75,9 @@ def retokenize(text: str, tokenizer, eos_ids: Sequence[int], max_new_tokens: int
     """The answer's ids from its text, with the EOS / length rule of the module docstring."""
     ids = list(tokenizer.encode(text, add_special_tokens=False)) if text else []
     round_trip = tokenizer.decode(ids, skip_special_tokens=True) == text
+    over = None if max_new_tokens is None else len(ids) > max_new_tokens
     if max_new_tokens is not None and len(ids) >= max_new_tokens and ids:
-        return Answer(ids, ASSUMED_LENGTH, round_trip)
+        return Answer(ids, ASSUMED_LENGTH, round_trip, over)
     if not eos_ids:
         raise ValueError("the model defines no EOS token to end a retokenized answer with")
-    return Answer([*ids, int(eos_ids[0])], ASSUMED_EOS, round_trip)
+    return Answer([*ids, int(eos_ids[0])], ASSUMED_EOS, round_trip, over)

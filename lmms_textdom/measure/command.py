@@ -37,6 +37,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="the textdom adapter to measure with, e.g. qwen2_5_vl_textdom")
     parser.add_argument("--model_args", default="", help="its model_args, as for lmms-eval (pretrained=... must be the checkpoint that answered)")
     parser.add_argument("--tasks", default=None, help="comma-separated logged task names to measure (default: every log found)")
+    parser.add_argument("--include_path", default=None, help="a folder of your own task YAMLs, as for lmms-eval (our tasks and lmms-eval's are always found)")
     parser.add_argument("--output_path", default=DEFAULT_OUTPUT, help=f"where the lmms-eval-shaped output goes (default ./{DEFAULT_OUTPUT})")
     parser.add_argument("--batch_size", type=int, default=1, help="samples per forward pass (left-padded prompts)")
     parser.add_argument("--limit", type=int, default=None, help="measure the first N samples (by doc_id) of each log")
@@ -155,8 +156,7 @@ def distributed(device: str | None) -> tuple[int, int]:
 def answer_of(plan: Plan, row: dict, model, eos_ids: list[int]) -> Answer:
     if plan.route == LOGGED_IDS:
         return from_log(row)
-    max_new = plan.log.generation_kwargs().get("max_new_tokens")
-    return retokenize(logged_text(row), model.tokenizer, eos_ids, int(max_new) if max_new is not None else None)
+    return retokenize(logged_text(row), model.tokenizer, eos_ids, plan.log.max_new_tokens())
 
 
 def scored_response(row: dict) -> Any:
@@ -219,7 +219,7 @@ def run_measure(args) -> list[Path]:
 
     from lmms_textdom.integration.measure_tasks import MeasureTasks
 
-    tasks = MeasureTasks(args.model, [log.task for log in logs], args.output_path)
+    tasks = MeasureTasks(args.model, [log.task for log in logs], args.output_path, args.include_path)
     plans = [plan_log(log, tasks, pretrained, args) for log in logs]
     rank, world = distributed(kwargs.get("device"))
     for plan in plans:
