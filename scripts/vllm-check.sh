@@ -12,14 +12,16 @@
 # the tiny LLaVA (--forced: another checkpoint folder, the same language-model weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# VLLM_PYTHON: an interpreter that already has vllm and lmms-eval (a GPU machine: benchmarks/gpu_run.sh)
 work="${VLLM_CHECK_DIR:-.vllm-check}"
 venv="$work/venv"
 project_python="${PROJECT_PYTHON:-.venv/bin/python}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$work"
 work="$(cd "$work" && pwd)"
+vllm_python="${VLLM_PYTHON:-$venv/bin/python}"
 
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import vllm, lmms_eval" 2>/dev/null; then
+if [ -z "${VLLM_PYTHON:-}" ] && { [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import vllm, lmms_eval" 2>/dev/null; }; then
     python3 -m venv --clear "$venv"
     pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
     printf 'torch==2.13.0\ntransformers<5.20\nfilelock<4.3\n' > "$work/constraints.txt"
@@ -35,12 +37,12 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import vllm, lmms_eva
     printf 'Metadata-Version: 2.1\nName: torchcodec\nVersion: 0.17.0+stub\n' > "$site/torchcodec-0.17.0+stub.dist-info/METADATA"
     printf 'torchcodec/__init__.py,,\n' > "$site/torchcodec-0.17.0+stub.dist-info/RECORD"
 fi
-"$venv/bin/python" -c "import vllm, transformers, torch; print('vllm-check: vllm', vllm.__version__, '| transformers', transformers.__version__, '| torch', torch.__version__)"
+"$vllm_python" -c "import vllm, transformers, torch; print('vllm-check: vllm', vllm.__version__, '| transformers', transformers.__version__, '| torch', torch.__version__)"
 
 rm -rf "$work/tiny-llava" "$work/tiny-llava-lm" "$work/task" "$work"/out_*
 "$project_python" scripts/vllm_check.py prepare "$work"
 # vLLM on CPU reserves --gpu-memory-utilization of the machine's RAM for its KV cache: keep it small
-"$venv/bin/python" -m lmms_eval --model vllm \
+"$vllm_python" -m lmms_eval --model vllm \
     --model_args "model=$work/tiny-llava-lm,gpu_memory_utilization=0.05,max_model_len=512,dtype=float32,enforce_eager=True,max_new_tokens=12" \
     --tasks textonly --include_path "$work/task" --output_path "$work/out_vllm" --log_samples --batch_size 4
 "$project_python" -m lmms_eval --model llava_hf_textdom --model_args "pretrained=$work/tiny-llava" \
