@@ -103,6 +103,32 @@ def check_answerer(log: SampleLog, pretrained: str, forced: bool) -> bool:
     )
 
 
+def check_family_settings(log: SampleLog, adapter, kwargs: dict, forced: bool) -> None:
+    """A log of our own adapter must be measured with the family settings that shaped its inputs
+    (pruning, replication, frame sampling, ...): the answers were made for those inputs."""
+    from lmms_eval.utils import simple_parse_args_string
+
+    from lmms_textdom.models.args import parse_model_args
+
+    if forced or log.model != adapter.MODEL_ID:
+        return
+    spec = adapter.FAMILY_ARGS
+    names = {a.name for a in spec}
+    logged = log.model_args if isinstance(log.model_args, dict) else simple_parse_args_string(str(log.model_args or ""))
+    try:
+        theirs = parse_model_args(spec, {k: v for k, v in logged.items() if k in names}, adapter.MODEL_ID)
+    except UsageError:
+        return  # an older adapter's settings: nothing to compare them with
+    ours = parse_model_args(spec, {k: v for k, v in kwargs.items() if k in names}, adapter.MODEL_ID)
+    differ = sorted(k for k in names if theirs[k] != ours[k])
+    if differ:
+        pairs = ", ".join(f"{k}={theirs[k]} (here {ours[k]})" for k in differ)
+        raise UsageError(
+            f"{log.path} was generated with {pairs}: measure with the same model_args (the answers were made for "
+            "those inputs), or pass --forced to measure them under these."
+        )
+
+
 def plan_log(log: SampleLog, tasks, pretrained: str, args) -> Plan:
     same = check_answerer(log, pretrained, args.forced)
     rows: dict[int, dict] = {}
@@ -214,8 +240,9 @@ def run_measure(args) -> list[Path]:
         raise UsageError(f"--model {args.model}: {exc.args[0]}") from None
     kwargs = model_kwargs(args, adapter)
     pretrained = str(kwargs.get("pretrained", adapter.DEFAULT_PRETRAINED))
-    for log in logs:  # before the tasks load: the cheapest check first
+    for log in logs:  # before the tasks load: the cheapest checks first
         check_answerer(log, pretrained, args.forced)
+        check_family_settings(log, adapter, kwargs, args.forced)
 
     from lmms_textdom.integration.measure_tasks import MeasureTasks
 
