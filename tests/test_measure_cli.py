@@ -313,6 +313,7 @@ BAD = {
         (), "the logged prompt of doc_id 0 is not the one",
     ),
     "other family settings": (lambda logs, tmp: logs["plain"], ("--model_args", "{ckpt},prune_ratio=0.5"), "was generated with prune_ratio=0.0 (here 0.5)"),
+    "generate-only analysis": (lambda logs, tmp: logs["plain"], ("--model_args", "{ckpt},knockout_layers=1"), "model_arg knockout_layers works on generate runs only"),
     "textdom=false": (lambda logs, tmp: logs["plain"], ("--model_args", "{ckpt},textdom=false"), "measure always measures"),
     "batch_size in model_args": (lambda logs, tmp: logs["plain"], ("--model_args", "{ckpt},batch_size=2"), "pass batch_size as --batch_size"),
     "unknown model": (lambda logs, tmp: logs["plain"], ("--model", "llava_hf"), "unknown model 'llava_hf'"),

@@ -28,8 +28,8 @@ DEFAULT_OUTPUT = "textdom_measured"
 BOOTSTRAP_ITERS = 100000
 #: sample-log keys copied from the measured log; the task's own keys are recomputed
 LOG_KEYS = ("doc_id", "target", "filtered_resps", "resps", "token_counts", "doc_hash", "input", "input_media")
-#: model_args that record into the payload from generate only
-GENERATE_ONLY_ARGS = {"knockout_layers": (None, "", "none"), "knockout_score": (False,), "key_stats": (False,)}
+#: model_args that edit or record generation (analysis): not defined for a measured answer
+GENERATE_ONLY_ARGS = ("knockout_layers", "knockout_score", "key_stats")
 
 
 def add_arguments(parser) -> None:
@@ -81,8 +81,8 @@ def model_kwargs(args, adapter) -> dict[str, Any]:
     parsed = parse_model_args(adapter.model_args_spec(), dict(kwargs), adapter.MODEL_ID)
     if not parsed["textdom"]:
         raise UsageError("measure always measures: drop textdom=false from --model_args")
-    for name, neutral in GENERATE_ONLY_ARGS.items():
-        if parsed.get(name) not in neutral and str(parsed.get(name)).lower() not in neutral:
+    for name in GENERATE_ONLY_ARGS:
+        if parsed.get(name) and str(parsed[name]).strip().lower() != "none":
             raise UsageError(f"model_arg {name} works on generate runs only (it edits or records generation); drop it for measure")
     if parsed.get("device_map") == "auto" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         raise UsageError("device_map=auto spreads one model over all GPUs of one process; do not combine it with several processes")
