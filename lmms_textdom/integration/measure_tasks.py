@@ -14,21 +14,14 @@ generate run hands it over, and aggregation is lmms-eval's own ``TaskOutput``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any, Iterable
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.integration import derived_tasks, registry
 from lmms_textdom.integration.derived_tasks import SUFFIX
-from lmms_textdom.integration.hook import METRIC_NAMES
+from lmms_textdom.integration.responses import wants_payload
 from lmms_textdom.integration.sample_logs import SampleLog
-
-
-def _aggregations(task) -> dict:
-    return task.aggregation() if hasattr(task, "aggregation") else {}
-
-
-def reports_textdom(task) -> bool:
-    return any(name in _aggregations(task) for name in METRIC_NAMES)
 
 
 class MeasureTasks:
@@ -43,8 +36,6 @@ class MeasureTasks:
         names = sorted(set(log_tasks))
         folders = [str(registry.tasks_dir())]
         if include_path:
-            from pathlib import Path
-
             if not Path(include_path).is_dir():
                 raise UsageError(f"--include_path {include_path} is not a folder")
             folders.append(str(include_path))
@@ -79,7 +70,7 @@ class MeasureTasks:
             raise UsageError(f"could not build task '{name}' for the log of '{log_task}': {type(exc).__name__}: {exc}") from exc
         if isinstance(task, tuple):
             task = task[1]
-        if not reports_textdom(task):
+        if not wants_payload(task):
             raise UsageError(f"task '{name}' does not report the textdom metrics; measure needs a generate_until task")
         filters = getattr(task, "_filters", [])
         if len(filters) != 1:
