@@ -254,10 +254,10 @@ def samples_of_results(results: Path) -> dict[int, dict]:
     return {row["doc_id"]: row for row in map(json.loads, log.read_text().splitlines())}
 
 
-def test_report_shows_measured_and_generated_runs_side_by_side(logs, measured):
+def test_report_shows_measured_and_generated_runs_side_by_side(logs, measured, tmp_path):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        main(["report", str(logs["generated"]), str(measured["b2"])])
+        main(["report", str(logs["generated"]), str(measured["b2"]), "--out", str(tmp_path / "report")])
     rows = [line for line in out.getvalue().splitlines() if "mmmu_pro_standard" in line]
     assert len(rows) == 2 and sum("measured (logged_ids)" in line for line in rows) == 1, out.getvalue()
 
