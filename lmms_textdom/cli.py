@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     add_table2_arguments(sub.add_parser("table2", help="MDI/AEI and accuracy against pruning ratio or replication factor (paper Table 2)"))
     add_knockout_arguments(sub.add_parser("knockout", help="accuracy and changed answers with a sliding window of layers cut off from the non-text input"))
     add_report_arguments(sub.add_parser("report", help="leaderboard (Markdown, CSV, HTML) and figures from lmms-eval outputs"))
+    from lmms_textdom.measure.command import add_arguments as add_measure_arguments
+
+    add_measure_arguments(sub.add_parser("measure", help="MDI/AEI of logged answers (any engine), by one teacher-forced pass"))
     from lmms_textdom.media.graphs import add_convert_arguments
 
     add_convert_arguments(sub.add_parser("graph-data", help="GraphGPT node features: convert graph_data_all.pt once (needs torch_geometric)"))
@@ -58,6 +61,14 @@ def main(argv: list[str] | None = None) -> None:
             run_report(args)
         except UsageError as exc:
             parser.exit(2, f"lmms-textdom report: error: {exc}\n")
+    elif args.command == "measure":
+        from lmms_textdom.core.errors import UsageError
+        from lmms_textdom.measure.command import run_from_args as run_measure
+
+        try:
+            run_measure(args)
+        except UsageError as exc:
+            parser.exit(2, f"lmms-textdom measure: error: {exc}\n")
     elif args.command == "graph-data":
         from lmms_textdom.core.errors import UsageError
         from lmms_textdom.media.graphs import run_convert

@@ -16,6 +16,12 @@ Two paths compute that row's softmax, exactly the same way:
 - **inline** (sliding windows, offloaded or quantized caches, no cache): the row is scored against
   the keys of the current call at once, since later calls no longer hold them.
 
+- **teacher-forced** (``answer_rows=T``, the measure route): one forward pass over the prompt and
+  the answer's first T - 1 tokens holds every row generate would have produced, by causality: the
+  query rows at the last prompt position and at each answer token. Per layer those T rows are scored
+  at once against that call's keys, each with its causal limit and its padding mask, in chunks of
+  rows within ``PASS_BUDGET_BYTES``.
+
 Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
 per generated token, kept per row until ``stats`` sums them (and bins them over the answer,
 ``core/stepwise.py``); no sequence x sequence matrix exists.
@@ -57,7 +63,7 @@ FLUSH_STEPS = 32
 PASS_BUDGET_BYTES = 256 * 2**20
 #: Cache layers that hold every key of the sequence until generate returns (deferred path).
 _FULL_KEY_CACHE_LAYERS = (DynamicLayer, StaticLayer)
-PATH_DEFERRED, PATH_INLINE, PATH_MIXED = "deferred", "inline", "mixed"
+PATH_DEFERRED, PATH_INLINE, PATH_MIXED, PATH_FORCED = "deferred", "inline", "mixed", "teacher_forced"
 
 
 class ProbeError(RuntimeError):
@@ -246,6 +252,43 @@ def _rows_bias(masks: list, kv_lens: list[int], width: int, batch: int, device) 
     return out
 
 
+def _forced_bias(mask, first: int, rows: int, width: int, window: int | None, device) -> torch.Tensor:
+    """(batch or 1, 1 or heads, rows, width) additive float32 bias of the query positions first ..
+    first + rows - 1 of one forward pass against its keys 0 .. width - 1: the model's own 4-D mask rows
+    where it has one (causal limit, padding and any window already in them), else causal limits (and
+    ``window``) plus a flash-attention 2-D padding mask or a flex BlockMask evaluated on those rows."""
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4:
+        part = mask[:, :, first : first + rows, :width]
+        if part.is_floating_point():
+            return part.float()
+        return torch.zeros(part.shape, dtype=torch.float32, device=part.device).masked_fill_(~part.bool(), float("-inf"))
+    position = torch.arange(first, first + rows, device=device)[:, None]
+    column = torch.arange(width, device=device)[None, :]
+    if BlockMask and isinstance(mask, BlockMask):
+        batch = mask.kv_num_blocks.shape[0]
+        allowed = mask.mask_mod(
+            torch.arange(batch, device=device)[:, None, None], torch.zeros((), dtype=torch.long, device=device),
+            position[None], column[None],
+        )  # fmt: skip
+        allowed = allowed.expand(batch, rows, width)[:, None]
+    else:
+        allowed = (column <= position)[None, None]
+        if window is not None:
+            allowed = allowed & (column > position - window)[None, None]
+        if isinstance(mask, torch.Tensor):  # 2-D: flash attention's (batch, keys) padding mask
+            allowed = allowed & mask[:, None, None, :width].bool()
+    return torch.zeros(allowed.shape, dtype=torch.float32, device=device).masked_fill_(~allowed, float("-inf"))
+
+
+def forced_row_chunk(batch: int, heads: int, kv_heads: int, head_dim: int, width: int) -> int:
+    """Query rows per teacher-forced pass such that one KV head's float32 scores (``_softmax_rows``) and
+    the rows' bias each stay within ``PASS_BUDGET_BYTES`` (at least one row)."""
+    group = heads // kv_heads
+    by_scores = (PASS_BUDGET_BYTES // (4 * batch * width) - head_dim) // group
+    by_bias = PASS_BUDGET_BYTES // (4 * batch * heads * width)
+    return max(1, min(by_scores, by_bias))
+
+
 def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None) -> torch.Tensor:
     """Attention probabilities of query rows, summed over heads: (batch, rows, keys) float32.
 
@@ -282,8 +325,9 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
 class _Recorder:
     """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
-    def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses):
+    def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None):
         self.layer_of = layer_of
+        self.answer_rows = answer_rows  # teacher-forced: rows of one forward pass over prompt + answer
         self.num_layers = num_layers
         self.first_layer = min(layer_of.values())
         self.classes = classes
@@ -372,6 +416,12 @@ class _Recorder:
         if torch.is_grad_enabled():  # generate runs without; a no_grad context per call would cost more than the stash
             with torch.no_grad():
                 return self.record(module, query, key, attention_mask, kwargs)
+        if self.answer_rows is not None:
+            if layer == self.first_layer:
+                self._start_forced(query)
+            elif not self.steps:
+                raise ProbeError("the probe started in the middle of a forward pass")
+            return self._record_forced(layer, query, key, attention_mask, kwargs)
         if layer == self.first_layer:
             self._start_step(query, key)
         elif not self.steps:
@@ -400,6 +450,39 @@ class _Recorder:
                 self._masks.append(row)
             else:  # a layer with a mask of its own
                 self._mask_overrides[(layer, step)] = row
+
+    def _start_forced(self, query: torch.Tensor) -> None:
+        batch, query_len = query.shape[0], query.shape[2]
+        if self.steps:
+            raise ProbeError("a teacher-forced probe measures one forward pass over prompt + answer; this is a second one")
+        if batch != self.classes.batch_size:
+            raise ProbeError(f"the class map has {self.classes.batch_size} sequences but the model runs {batch}")
+        expected = self.prompt_len + self.answer_rows - 1
+        if query_len != expected:
+            raise ProbeError(
+                f"the forward pass holds {query_len} positions, but {self.answer_rows} answer rows after the class map's "
+                f"{self.prompt_len} prompt positions need {expected}: the prompt and every answer token but the last"
+            )
+        self.heads = query.shape[1]
+        width = self.num_classes + 1 + self.num_subclasses
+        self._rows = torch.zeros(self.answer_rows, self.num_layers, batch, width, device=query.device)
+        self.steps = self._pending_from = self.answer_rows  # nothing left for flush
+
+    def _record_forced(self, layer: int, query, key, attention_mask, kwargs) -> None:
+        """Rows P - 1 .. P + T - 2 (P prompt positions, T answer rows) of this layer, scored in chunks of rows."""
+        scaling = kwargs.get("scaling")
+        self._scaling[layer] = scaling if scaling is not None else query.shape[-1] ** -0.5
+        self._softcap[layer] = kwargs.get("softcap")
+        self.deferred[layer] = True  # seen; the path is teacher-forced
+        first = self.prompt_len - 1
+        batch, heads, _, head_dim = query.shape
+        chunk = forced_row_chunk(batch, heads, key.shape[1], head_dim, key.shape[2])
+        for start in range(0, self.answer_rows, chunk):
+            rows = min(chunk, self.answer_rows - start)
+            width = first + start + rows  # keys beyond the chunk's last row are masked for all its rows
+            bias = _forced_bias(attention_mask, first + start, rows, width, kwargs.get("sliding_window"), query.device)
+            queries = query[:, :, first + start : first + start + rows].permute(2, 0, 1, 3)
+            self._store(start, layer, queries, key[:, :, :width], bias)
 
     def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
         """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
@@ -464,6 +547,8 @@ class _Recorder:
     @property
     def path(self) -> str:
         """``deferred``, ``inline`` or ``mixed`` (some layers each; see ``inline_layers``)."""
+        if self.answer_rows is not None:
+            return PATH_FORCED
         decided = [d for d in self.deferred if d is not None]
         if decided and all(decided):
             return PATH_DEFERRED
@@ -511,11 +596,19 @@ class _Recorder:
 
 
 class AttentionProbe:
-    """Context manager that measures every ``generate`` / forward call made inside it (one batch)."""
+    """Context manager that measures every ``generate`` / forward call made inside it (one batch).
 
-    def __init__(self, model, classes: PositionClasses):
+    ``answer_rows=T``: teacher-forced instead; the one forward pass inside it runs over the prompt
+    and the first T - 1 tokens of answers (``core/forced.py`` builds its inputs), and the stats
+    hold the T rows generate would have recorded for those answers.
+    """
+
+    def __init__(self, model, classes: PositionClasses, answer_rows: int | None = None):
+        if answer_rows is not None and answer_rows < 1:
+            raise ValueError(f"answer_rows must be >= 1, got {answer_rows}")
         self.model = model
         self.classes = classes
+        self.answer_rows = answer_rows
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -527,7 +620,7 @@ class AttentionProbe:
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
         self._installed_here = install(self.model)
-        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes)
+        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows)
 
         def see_cache(module, args, kwargs):
             # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
@@ -554,7 +647,7 @@ class AttentionProbe:
 
     @property
     def path(self) -> str:
-        """How the rows were computed: ``deferred``, ``inline`` or ``mixed`` (see ``inline_layers``)."""
+        """How the rows were computed: ``deferred``, ``inline``, ``mixed`` (see ``inline_layers``) or ``teacher_forced``."""
         return self._recorder.path if self._recorder else PATH_INLINE
 
     @property
@@ -567,6 +660,10 @@ class AttentionProbe:
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
         return self._recorder.stats(lengths)
+
+
+#: How a sequence of a ``generate`` call ended (``output_ends``).
+FINISH_EOS, FINISH_STOP_STRING, FINISH_LENGTH = "eos", "stop_string", "length"
 
 
 def output_lengths(
@@ -585,19 +682,35 @@ def output_lengths(
     out: a sequence that never finished keeps every row, pad tokens it generated itself included.
     ``prompt``: the input ids generate continued from, when stop strings may span the boundary.
     """
+    return [n for n, _ in output_ends(generated, eos_token_id, pad_token_id, stop_strings, tokenizer, prompt)]
+
+
+def output_ends(
+    generated: torch.Tensor,
+    eos_token_id: int | Sequence[int] | None,
+    pad_token_id: int | None,
+    stop_strings: Sequence[str] | None = None,
+    tokenizer=None,
+    prompt: torch.Tensor | None = None,
+) -> list[tuple[int, str]]:
+    """``output_lengths`` with how each sequence ended: ``eos``, ``stop_string`` or ``length`` (never finished)."""
     eos = set() if eos_token_id is None else ({eos_token_id} if isinstance(eos_token_id, int) else set(eos_token_id))
     if stop_strings and tokenizer is None:
         raise ValueError("output_lengths needs the tokenizer to find where stop strings ended a sequence")
     criterion = None
     sequences = generated if prompt is None else torch.cat([prompt.to(generated.device), generated], dim=1)
     offset = sequences.shape[1] - generated.shape[1]
-    lengths = []
+    ends = []
     for b, row in enumerate(generated.tolist()):
-        end = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        end = next((i + 1 for i, token in enumerate(row) if token in eos), None)
+        reason = FINISH_LENGTH if end is None else FINISH_EOS
+        end = len(row) if end is None else end
         if stop_strings:
             # Generate pads a finished sequence, so it finished at or after its last non-pad token.
             first = max((i for i in range(end) if row[i] != pad_token_id), default=0)
             criterion = criterion or StopStringCriteria(tokenizer, list(stop_strings))
-            end = next((i + 1 for i in range(first, end) if bool(criterion(sequences[b : b + 1, : offset + i + 1], None)[0])), end)
-        lengths.append(end)
-    return lengths
+            stop = next((i + 1 for i in range(first, end) if bool(criterion(sequences[b : b + 1, : offset + i + 1], None)[0])), None)
+            if stop is not None and (stop < end or reason == FINISH_LENGTH):
+                end, reason = stop, FINISH_STOP_STRING
+        ends.append((end, reason))
+    return ends

@@ -42,6 +42,8 @@ def with_token_counts(outputs: Sequence, input_tokens: Sequence[int], output_tok
 
 
 def generation_result(output) -> GenerationResult:
-    """What ``generate_until`` hands lmms-eval for one answer."""
+    """What ``generate_until`` hands lmms-eval for one answer (a plain run's logged answer already is one)."""
+    if isinstance(output, GenerationResult):
+        return output
     text = output if isinstance(output, list) else str(output)  # [text, payload] stays a list
     return GenerationResult(text, getattr(output, "token_counts", None))

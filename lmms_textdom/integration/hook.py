@@ -43,8 +43,9 @@ FAILED = "textdom_failed"
 
 
 #: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
-#: the knock-out's effect on the unmasked answer (knockout_score); copied into the sample log.
-ANALYSIS_RECORDS = ("key_stats", "knockout")
+#: the knock-out's effect on the unmasked answer (knockout_score); and, from ``lmms-textdom measure``,
+#: how the measured answer's tokens were obtained (``answer``); copied into the sample log.
+ANALYSIS_RECORDS = ("key_stats", "knockout", "answer")
 
 
 def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dict | None) -> str:

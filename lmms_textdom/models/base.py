@@ -28,7 +28,9 @@ from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
-from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
+from lmms_textdom.core.forced import answer_tensor, forced_inputs
+from lmms_textdom.core.probe import AttentionProbe, install, output_ends
+from lmms_textdom.models.answer_log import logged_answer
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -293,9 +295,7 @@ class TextdomModel(lmms):
         inputs = self._to_device(prepared.inputs)
         # generate returns the prompt ids in front of the new tokens, except when given embeddings
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.model.generation_config.pad_token_id
+        pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
@@ -306,13 +306,14 @@ class TextdomModel(lmms):
         new = out[:, prompt_len:]
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         # Rows end where each sequence finished: its EOS or the token completing a stop string.
-        lengths = output_lengths(
+        ends = output_ends(
             new, self.model.generation_config.eos_token_id, pad_id, gen.get("stop_strings"), self.tokenizer,
             inputs["input_ids"] if prompt_len else None,
         )  # fmt: skip
+        lengths = [n for n, _ in ends]
         seen = (prepared.classes.ids != PAD).sum(1).tolist()  # prompt positions the language model saw
-        if not self.args["textdom"]:
-            return with_token_counts(texts, seen, lengths)
+        if not self.args["textdom"]:  # ids and ending logged: `lmms-textdom measure` can measure it exactly
+            return [logged_answer(t, p, new[b, :n].tolist(), r) for b, (t, p, (n, r)) in enumerate(zip(texts, seen, ends))]
         effects = [None] * len(batch)
         if self.knockout and self.args["knockout_score"]:
             with torch.inference_mode():
@@ -346,6 +347,25 @@ class TextdomModel(lmms):
         finally:
             run, self._responding = self._responding, None
             run.close()
+
+    @property
+    def pad_token_id(self) -> int | None:
+        pad_id = self.tokenizer.pad_token_id
+        return self.model.generation_config.pad_token_id if pad_id is None else pad_id
+
+    def measure_batch(self, batch: list[Request], answers: list[list[int]], run_settings: dict, answer_records: list[dict]) -> list[str]:
+        """Payloads of given answers (token ids, each up to the token that ended it) to ``batch``: one
+        teacher-forced forward pass under the probe, with the rows generate would have recorded."""
+        prepared = self.prepare(batch)
+        inputs = self._to_device(prepared.inputs)
+        pad_id = self.pad_token_id
+        tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
+        with torch.inference_mode(), AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe:
+            self.model(**forced_inputs(self.model, inputs, tokens))
+        stats = probe.stats([len(a) for a in answers])
+        run = {**self.settings(), "probe_path": probe.path, **run_settings}
+        extra = prepared.sample_settings or [{}] * len(batch)
+        return [encode_payload(s, {**run, **e}, answer=a) for s, e, a in zip(stats, extra, answer_records)]
 
     def generate_until(self, requests) -> list:
         try:

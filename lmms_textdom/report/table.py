@@ -79,6 +79,8 @@ def setting_label(settings: dict) -> str:
         parts.append(f"{settings['prune_method'] or 'pruned'} {settings['prune_ratio']:.0%}")
     if settings.get("knockout_layers"):
         parts.append(f"knock-out {settings['knockout_layers']}")
+    if settings.get("answer_tokens"):  # lmms-textdom measure: answers from a log, not generated here
+        parts.append(f"measured ({settings['answer_tokens']})")
     return ", ".join(parts) or "default"
 
 
