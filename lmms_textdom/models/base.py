@@ -174,11 +174,6 @@ class TextdomModel(lmms):
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
 
-    @classmethod
-    def embedded_default(cls, cache) -> tuple[str, str, Any] | None:
-        """(pretrained, extra model_args, LMMS_TEXTDOM_DATA root) of a tiny offline setup for sweeps; None = none."""
-        return None
-
     # ----- helpers for families ------------------------------------------------------------------
 
     #: the checkpoints' ``model_type`` and what to call them in errors, e.g. ("llava", "LLaVA-1.5")

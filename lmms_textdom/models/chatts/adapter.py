@@ -14,7 +14,6 @@ left-padded (positions from the attention mask, so every sample gets 0, 1, 2, ..
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
@@ -44,20 +43,6 @@ class ChatTSTextdom(TextdomModel):
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     CHECKPOINTS = "ChatTS"
     DEFAULT_TASK = "timeseries_reasoning_textdom"
-
-    @classmethod
-    def embedded_default(cls, cache):
-        """A tiny ChatTS (0801 layout) and fabricated TimeSeriesExam1 rows plus eval files, under ``cache``."""
-        from lmms_textdom.tiny.chatts import save_chatts
-        from lmms_textdom.tiny.timeseries_data import EXAM_REPO, write_chatts_eval_files, write_timeseries_exam_snapshot
-
-        folder, data = Path(cache) / "models" / "tiny-chatts-0801", Path(cache) / "data"
-        if not (folder / "config.json").exists():
-            save_chatts(folder, "0801", num_layers=8)
-        if not (data / EXAM_REPO / "README.md").exists():
-            write_timeseries_exam_snapshot(data, rows=16)
-            write_chatts_eval_files(data)
-        return str(folder), "", data
 
     def check_args(self) -> None:
         if self.args["prune_ratio"] > 0:

@@ -11,8 +11,6 @@ to the language model's dtype.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from loguru import logger
@@ -52,20 +50,6 @@ class GraphGPTTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "Jiabin99/GraphGPT-7B-mix-all"
     FAMILY_ARGS = (GRAPH_TOWER, FAITHFUL_LP_BUG, NONTEXT_REPEAT, NO_PRUNING)
     DEFAULT_TASK = "graphgpt_eval_textdom"
-
-    @classmethod
-    def embedded_default(cls, cache):
-        """A tiny GraphGPT-layout checkpoint, its GraphCLIP-GT file and fabricated graph data, under ``cache``."""
-        from lmms_textdom.tiny.graph_data import REPO, write_graph_snapshot
-        from lmms_textdom.tiny.graphgpt import save_graphclip, save_graphgpt
-
-        folder, data = Path(cache) / "models" / "tiny-graphgpt", Path(cache) / "data"
-        if not (folder / "checkpoint" / "config.json").exists():
-            save_graphclip(folder / "clip_gt_arxiv_pub")
-            save_graphgpt(folder / "checkpoint", num_layers=8)
-        if not (data / REPO).is_dir():
-            write_graph_snapshot(data)
-        return str(folder / "checkpoint"), f"graph_tower={folder / 'clip_gt_arxiv_pub'}", data
 
     def checkpoint_config(self) -> dict:
         return read_config(self.args["pretrained"], self.args["revision"])

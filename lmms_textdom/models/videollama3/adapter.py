@@ -46,6 +46,7 @@ class VideoLlama3Textdom(TextdomModel):
         Arg("token_compression", True, "drop video tokens that barely change from the previous frame (the original's rule)", kind=bool),
     )  # fmt: skip
     PRUNE_METHOD = "received"
+    DEFAULT_TASK = "mmbench_video_textdom"  # the paper's VideoLLaMA3 row
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
