@@ -128,6 +128,10 @@ class TextdomModel(lmms):
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
         self.checkpoint_config()
 
+    def language_model_depth(self) -> int:
+        """Layers of the language model, from the checkpoint's config as this family translates it (no weights)."""
+        return self.checkpoint_config().get_text_config().num_hidden_layers
+
     def load(self):
         """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
         raise NotImplementedError
@@ -165,7 +169,7 @@ class TextdomModel(lmms):
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
-        depth = self.checkpoint_config().get_text_config().num_hidden_layers
+        depth = self.language_model_depth()
         try:
             return parse_layers(text, depth)
         except ValueError as exc:

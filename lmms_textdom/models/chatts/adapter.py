@@ -52,6 +52,10 @@ class ChatTSTextdom(TextdomModel):
             )
         self.chatts: ChatTSConfig = read_chatts_config(self.args["pretrained"], self.args["revision"])
 
+    def language_model_depth(self) -> int:
+        # 0801's model_type "chatts" is remote code: AutoConfig cannot read it, the translation can
+        return self.chatts.language_model.num_hidden_layers
+
     def load(self):
         kwargs = self.from_pretrained_kwargs()
         kwargs.pop("trust_remote_code")  # never needed: the classes are transformers' own

@@ -54,6 +54,9 @@ class GraphGPTTextdom(TextdomModel):
     def checkpoint_config(self) -> dict:
         return read_config(self.args["pretrained"], self.args["revision"])
 
+    def language_model_depth(self) -> int:
+        return llama_config(self.checkpoint_config()).num_hidden_layers
+
     @property
     def tokenizer(self):
         return self.processor

@@ -51,6 +51,9 @@ class KimiVLTextdom(TextdomModel):
     def checkpoint_config(self) -> dict:
         return read_kimi_config(self.args["pretrained"], self.args["revision"])
 
+    def language_model_depth(self) -> int:
+        return native_config(self.checkpoint_config()).get_text_config().num_hidden_layers
+
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         rules = KimiImageRules.from_checkpoint(pretrained, revision)

@@ -26,7 +26,7 @@ from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.checkpoint import checkpoint_file
-from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3
+from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3, text_config
 from lmms_textdom.models.videollama3.frames import DEFAULT_FPS, DEFAULT_MAX_FRAMES, sample_clip
 from lmms_textdom.models.videollama3.inputs import MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, encode_batch
 from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
@@ -52,6 +52,10 @@ class VideoLlama3Textdom(TextdomModel):
         if self.args["trust_remote_code"]:
             raise UsageError(f"{self.MODEL_ID} loads VideoLLaMA3 into transformers' native classes; trust_remote_code must stay false")
         checkpoint_config_dict(self.args["pretrained"], self.args["revision"])
+
+    def language_model_depth(self) -> int:
+        # DAMO's model_type "videollama3_qwen2" is remote code: AutoConfig cannot read it, the translation can
+        return text_config(checkpoint_config_dict(self.args["pretrained"], self.args["revision"])).num_hidden_layers
 
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
