@@ -26,7 +26,7 @@ from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
-from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
+from lmms_textdom.core.probe import AttentionProbe, install, output_lengths, text_attention_implementation
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -149,6 +149,7 @@ class TextdomModel(lmms):
             "model": self.MODEL_ID,
             "pretrained": self.args["pretrained"],
             "dtype": str(self.dtype).removeprefix("torch."),
+            "attn_implementation": text_attention_implementation(self.model),
             "prune_method": self.PRUNE_METHOD if ratio else None,
             "prune_ratio": ratio,
             "nontext_repeat": self.args.get("nontext_repeat", 1),

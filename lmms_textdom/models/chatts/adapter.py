@@ -73,7 +73,10 @@ class ChatTSTextdom(TextdomModel):
         return self.processor
 
     def settings(self) -> dict:
-        return {**super().settings(), "ts_release": self.chatts.release, "nontext_repeat_mode": REPEAT_MODE}
+        return {
+            **super().settings(), "ts_release": self.chatts.release, "ts_patch_size": self.chatts.patch_size,
+            "nontext_repeat_mode": REPEAT_MODE,
+        }  # fmt: skip
 
     @torch.inference_mode()
     def prepare(self, batch: list[Request]) -> Prepared:

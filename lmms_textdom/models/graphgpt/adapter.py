@@ -41,6 +41,10 @@ NO_PRUNING = Arg(
 )  # fmt: skip
 
 
+#: ``graph_tower`` in the records when the checkpoint's own copy runs
+OWN_TOWER = "checkpoint:model.graph_tower"
+
+
 def _as_tensor(value, dtype) -> torch.Tensor:
     return value.to(dtype) if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value), dtype=dtype)
 
@@ -131,7 +135,8 @@ class GraphGPTTextdom(TextdomModel):
         return projector
 
     def settings(self) -> dict:
-        return {**super().settings(), "graph_tower": self.args["graph_tower"], "faithful_lp_bug": self.args["faithful_lp_bug"]}
+        tower = self.args["graph_tower"] or OWN_TOWER  # the weights the tower runs with
+        return {**super().settings(), "graph_tower": tower, "faithful_lp_bug": self.args["faithful_lp_bug"]}
 
     @torch.inference_mode()
     def graph_features(self, graph, where: str) -> torch.Tensor:
