@@ -206,6 +206,9 @@ def _built(folder: Path, write: Callable[[Path], object]) -> object:
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
+    import datasets
+
+    datasets.disable_progress_bars()  # the writers' parquet bars would bury the banner
     result = write(partial) or ""
     (partial / ".textdom-result").write_text(str(result))
     (partial / ".textdom-version").write_text(VERSION)
