@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 #: subcommand -> (module, its function adding the arguments, its function running them, help)
 COMMANDS = {
@@ -25,10 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     from lmms_textdom.core.errors import UsageError
     from lmms_textdom.integration.registry import check_model
 
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="lmms-textdom", description="Measure text dominance in multimodal LLMs.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, add, _, text) in COMMANDS.items():
-        getattr(importlib.import_module(module), add)(sub.add_parser(name, help=text))
+        command = sub.add_parser(name, help=text)
+        if argv and argv[0] == name:  # only the chosen command's module loads (the others import torch, matplotlib)
+            getattr(importlib.import_module(module), add)(command)
     args = parser.parse_args(argv)
     try:
         if getattr(args, "model", None) is not None:  # before anything builds or loads

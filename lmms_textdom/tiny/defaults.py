@@ -194,11 +194,7 @@ DEFAULTS: dict[str, EmbeddedDefault] = {
 }  # fmt: skip
 
 
-def names() -> list[str]:
-    return list(DEFAULTS)
-
-
-def _built(folder: Path, write: Callable[[Path], object]) -> object:
+def _built(folder: Path, write: Callable[[Path], object]) -> str:
     """``write(folder)`` once per ``VERSION``: written under a temporary name, then renamed into place."""
     stamp = folder / ".textdom-version"
     if stamp.is_file() and stamp.read_text() == VERSION:
