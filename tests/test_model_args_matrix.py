@@ -1,8 +1,9 @@
 """Every common model_arg on every family, through ``lmms-textdom demo`` on the family's embedded default
 (the real lmms-eval CLI, offline).
 
-Two runs per family carry all the args at once, one with sdpa and one with eager attention, so the
-eight demos are tested by the same runs. Each record must show each arg's effect: the knocked-out
+Two runs per family carry the args at once: one with sdpa and all of them, one with eager attention
+and those that shape the attention (the knock-out, pruning, replication); the eight demos are
+tested by the same runs. Each record must show each arg's effect: the knocked-out
 layers' rows put no mass on non-text positions, the key sample is there, |O| is each item's kept
 count times the repeat, and eager gives sdpa's masses. The first document of every task of a
 default is the smallest input of its family (issue 22): it must run and give the |O| it allows.
@@ -25,7 +26,10 @@ from lmms_textdom.editing.pruning import kept_count
 KNOCKED = (1, 2)
 NEW_TOKENS = 8
 REPEAT, RATIO = 2, 0.5
-COMMON = f"knockout_layers={KNOCKED[0]}-{KNOCKED[-1]},knockout_score=true,key_stats=true,nontext_repeat={REPEAT}"
+#: what shapes the inputs and the attention; the eager run carries these only
+EDITS = f"knockout_layers={KNOCKED[0]}-{KNOCKED[-1]},nontext_repeat={REPEAT}"
+#: what only adds records (a second scoring pass, the key sample): the sdpa run carries them too
+RECORDS = "knockout_score=true,key_stats=true"
 
 
 @dataclass(frozen=True)
@@ -71,13 +75,14 @@ def read_rows(output: Path) -> dict[tuple[str, int], dict]:
 
 @pytest.fixture(scope="session")
 def demo_runs(textdom_cache, tmp_path_factory):
-    """``runs(model, attention)``: the demo with every common model_arg, run once per session and key."""
+    """``runs(model, attention)``: the demo with the common model_args, run once per session and key."""
     done: dict[tuple[str, str], Run] = {}
 
     def runs(model: str, attention: str) -> Run:
         if (model, attention) not in done:
             family = FAMILIES[model]
-            args = COMMON + (f",prune_ratio={RATIO}" if family.prunes else "") + f",attn_implementation={attention}"
+            args = EDITS + (f",prune_ratio={RATIO}" if family.prunes else "") + f",attn_implementation={attention}"
+            args += f",{RECORDS}" if attention == "sdpa" else ""
             output = tmp_path_factory.mktemp(f"{model}_{attention}")
             command = [sys.executable, "-m", "lmms_textdom", "demo", "--model", model, "--limit", "2",
                        "--gen-kwargs", f"max_new_tokens={NEW_TOKENS}", "--model-args", args, "--output", str(output), *(["--tasks", family.tasks] if family.tasks else [])]  # fmt: skip
