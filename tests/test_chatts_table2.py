@@ -35,7 +35,7 @@ def check_cells(cells: list[str]) -> None:
 
 def test_embedded_default_gives_the_replication_rows(tmp_path):
     stdout, rows = table(tmp_path, "--repeats", "1", "5")
-    assert "tiny chatts_textdom checkpoint with RANDOM weights" in stdout and f"chatts_textdom, {TASK}" in stdout
+    assert "Embedded default of chatts_textdom" in stdout and "RANDOM weights" in stdout and f"chatts_textdom, {TASK}" in stdout
     assert list(rows) == ["no pruning, x1", "no pruning, x5"]
     for cells in rows.values():
         check_cells(cells)

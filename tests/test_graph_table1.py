@@ -20,7 +20,7 @@ def test_replication_rows_for_graphs(tmp_path):
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "tiny graphgpt_textdom checkpoint with RANDOM weights" in done.stdout
+    assert "Embedded default of graphgpt_textdom" in done.stdout and "RANDOM weights" in done.stdout
     rows = {}
     for line in done.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

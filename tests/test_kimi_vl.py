@@ -311,10 +311,29 @@ def test_the_edit_path_with_nothing_edited_generates_what_the_plain_path_does(ti
 def test_an_image_beyond_the_position_table_is_refused_before_the_model_runs(tiny_kimi_dir):
     adapter = KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu")
     strip = Image.new("RGB", (7200, 10))  # under the token budget, padded to 2 x 516 patches: over the 512-per-side table
-    with pytest.raises(UsageError, match=r"7200x10 px image becomes 2x516 patches .* allows 1 to 511 per side"):
+    with pytest.raises(UsageError, match=r"7200x10 px image becomes 2x516 patches .* allows 1 to 512 per side"):
         adapter.prepare([Request("x", [strip], {}, {})])
     with pytest.raises(UsageError, match="takes PIL images; got a ndarray"):
         adapter.prepare([Request("x", [np.zeros((4, 4, 3))], {}, {})])
+
+
+@pytest.mark.parametrize("side,accepted", [(511, True), (512, True), (513, False)])
+def test_a_patch_grid_of_up_to_512_per_side_fits_the_position_table(side, accepted):
+    # MoonViT's rotary table holds positions 0-511: 512 patches on a side fit, 513 do not; merge 1 x 1
+    # (no padding to even grids) and no token budget let the grid be any size
+    rules = KimiImageRules(in_token_limit=10**6, merge_kernel_size=(1, 1))
+    for size in ((side * 14, 14), (14, side * 14)):
+        image = Image.new("RGB", size)
+        if accepted:
+            assert sorted(rules.grid(image)) == [1, side]
+        else:
+            with pytest.raises(UsageError, match=f"becomes .*{side}.* patches .* allows 1 to 512 per side"):
+                rules.grid(image)
+    # Kimi-VL's own 2 x 2 merge: a 7168 x 28 px image is 2 x 512 patches, one more merged token column is too many
+    merged = KimiImageRules(in_token_limit=10**6)
+    assert merged.grid(Image.new("RGB", (7168, 28))) == (2, 512)
+    with pytest.raises(UsageError, match="2x514 patches"):
+        merged.grid(Image.new("RGB", (7169, 28)))
 
 
 def test_other_checkpoints_and_remote_code_are_refused(tiny_llava_dir, tiny_kimi_dir):

@@ -72,5 +72,5 @@ def test_demo_prints_the_results_table(tmp_path):
     assert "RANDOM weights" in done.stdout
     values = table_values(done.stdout, "mmmu_pro_textdom")
     assert {"mmmu_acc", "mdi_early", "mdi_middle", "mdi_late", "aei_early", "aei_middle", "aei_late"} <= set(values)
-    assert values["textdom"] == 12 and all(v > 0 for k, v in values.items() if k.startswith(("mdi", "aei")))
+    assert values["textdom"] == 14 and all(v > 0 for k, v in values.items() if k.startswith(("mdi", "aei")))
     assert "pretrained=llava-hf/llava-1.5-7b-hf" in done.stdout

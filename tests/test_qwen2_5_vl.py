@@ -126,8 +126,8 @@ def test_adapter_records_frames_order_and_settings(tiny_qwen_dir, qwen_requests)
     # qwen-vl-utils: linspace(0, n - 1, 4) rounded half to even, both ends taken (24 and 37 frames)
     assert prepared.sample_settings == [
         {"content_order": ["image", "text"]},
-        {"content_order": ["text", "video"], "video_frames": [[0, 8, 15, 23]]},
-        {"content_order": ["text", "image", "video"], "video_frames": [[0, 12, 24, 36]]},
+        {"content_order": ["text", "video"], "video_frames": [[0, 8, 15, 23]], "video_fps": [pytest.approx(4 / 3.0)]},
+        {"content_order": ["text", "image", "video"], "video_frames": [[0, 12, 24, 36]], "video_fps": [pytest.approx(4 / 3.7)]},
     ]
     assert prepared.classes.names == ("text", "image", "video")
     settings = adapter.settings()
@@ -147,8 +147,8 @@ def test_frames_as_images_and_video_first_are_options(tiny_qwen_dir, qwen_reques
     )  # fmt: skip
     prepared = adapter.prepare(qwen_requests[1:])
     assert prepared.sample_settings == [
-        {"content_order": ["video", "text"], "video_frames": [[4, 9, 14, 19]]},
-        {"content_order": ["image", "video", "text"], "video_frames": [[7, 14, 22, 29]]},
+        {"content_order": ["video", "text"], "video_frames": [[4, 9, 14, 19]], "video_fps": [pytest.approx(4 / 3.0)]},
+        {"content_order": ["image", "video", "text"], "video_frames": [[7, 14, 22, 29]], "video_fps": [pytest.approx(4 / 3.7)]},
     ]
     ids = prepared.inputs["input_ids"][0]
     last_video = int((ids == adapter.model.config.video_token_id).nonzero()[-1])

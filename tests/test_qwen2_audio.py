@@ -144,3 +144,26 @@ def test_images_are_refused_with_a_clear_message(adapter):
 
     with pytest.raises(UsageError, match="expected audio as a \\{'array', 'sampling_rate'\\} item"):
         adapter.prepare([Request(PROMPT, [random_image(1)], {}, {})])
+
+
+def samples(count: int, seed: int = 3) -> dict:
+    """A clip of exactly ``count`` samples at 16 kHz."""
+    return {"array": audio_item(seed, 1.0)["array"][:count], "sampling_rate": 16000}
+
+
+def test_the_shortest_clip_is_one_audio_token_measured_alone_as_in_a_batch(tiny_qwen2_audio_dir):
+    # 321 samples: 3 mel frames, one audio token. transformers' forward mistakes a prompt without two
+    # adjacent <|AUDIO|> for an unexpanded one; alone, such a clip goes through the features path
+    from tests.adapter_runs import assert_batch_equals_single, run_adapter
+
+    shortest = Request(PROMPT, [samples(321)], {}, {"max_new_tokens": NEW_TOKENS})
+    longer = Request(PROMPT, [audio_item(1, 1.0)], {}, {"max_new_tokens": NEW_TOKENS})
+    assert_batch_equals_single(Qwen2AudioTextdom, tiny_qwen2_audio_dir, [shortest, longer])
+    _, [(_, payload)] = run_adapter(Qwen2AudioTextdom, tiny_qwen2_audio_dir, [shortest])
+    assert payload["stats"]["counts"][1] == 1
+    assert payload["settings"]["audio_tokens"] == [1] and payload["settings"]["audio_seconds"] == [321 / 16000]
+
+
+def test_a_clip_too_short_for_one_token_names_the_shortest(adapter):
+    with pytest.raises(UsageError, match="an audio clip of 320 samples at 16000 Hz gives Qwen2-Audio no audio token; it needs at least 321"):
+        adapter.prepare([Request(PROMPT, [samples(320)], {}, {})])

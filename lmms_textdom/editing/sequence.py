@@ -133,7 +133,8 @@ def edit_nontext(
     repeat: int,
     tensors: dict[str, tuple[torch.Tensor, float]],
 ) -> tuple[dict[str, torch.Tensor], PositionClasses, list[dict]]:
-    """Prune and/or replicate every non-text item of a batch; returns (tensors, classes, per-sample counts).
+    """Prune and/or replicate every non-text item of a batch; returns (tensors, classes, per-sample counts:
+    ``nontext_original`` / ``nontext_kept`` in all and ``nontext_items``, [original, kept] per item).
 
     Each item keeps its ``kept_count(size, ratio)`` best-scored positions (``scores[c][item]``,
     one score per position) in their original order, all of them when ``ratio`` is 0, then is
@@ -147,9 +148,10 @@ def edit_nontext(
             for c, item, (start, end) in items
         ]
         positions.append(plan_positions(row, spans, keep, repeat))
-        original = sum(end - start for start, end in spans)
-        kept = sum(end - start if k is None else len(k) for (start, end), k in zip(spans, keep))
-        counts.append({"nontext_original": original, "nontext_kept": kept})
+        items_kept = [[end - start, end - start if k is None else len(k)] for (start, end), k in zip(spans, keep)]
+        original, kept = (sum(column) for column in zip(*items_kept)) if items_kept else (0, 0)
+        # per item (image, frame, clip, series, graph): its tokens before and after pruning
+        counts.append({"nontext_original": original, "nontext_kept": kept, "nontext_items": items_kept})
     subclass_keys = {f"subclass:{name}": name for name in classes.subclasses}
     carried = {key: (classes.subclasses[name], False) for key, name in subclass_keys.items()}
     edited = gather_left_padded(positions, {**tensors, **carried, "class_ids": (classes.ids, PAD)})

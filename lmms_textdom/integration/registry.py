@@ -30,12 +30,19 @@ MODELS = {
 }
 
 
+def check_model(model_id: str) -> None:
+    """UsageError listing the registered ids unless ``model_id`` is one of them."""
+    from lmms_textdom.core.errors import UsageError
+
+    if model_id not in MODELS:
+        raise UsageError(f"unknown model {model_id!r}; registered: {', '.join(MODELS)}")
+
+
 def model_class(model_id: str):
     """The adapter class registered as ``model_id`` (imports lmms-eval)."""
     import importlib
 
-    if model_id not in MODELS:
-        raise KeyError(f"unknown model {model_id!r}; registered: {', '.join(MODELS)}")
+    check_model(model_id)
     module, _, name = MODELS[model_id].rpartition(".")
     return getattr(importlib.import_module(module), name)
 

@@ -1,4 +1,4 @@
-"""Build the embedded default (tiny checkpoint, fabricated data) and run the real lmms-eval CLI on it."""
+"""Running the real lmms-eval CLI from our commands: the command line, an offline environment, checked results."""
 
 from __future__ import annotations
 
@@ -11,24 +11,6 @@ from pathlib import Path
 from lmms_textdom.integration.data import ENV
 
 DEFAULT_CACHE = Path(os.environ.get("LMMS_TEXTDOM_CACHE", ".textdom-cache"))
-
-
-def tiny_llava_checkpoint(cache: Path = DEFAULT_CACHE) -> Path:
-    from lmms_textdom.tiny import save_llava
-
-    folder = cache / "models" / "tiny-llava"
-    if not (folder / "config.json").exists():
-        save_llava(folder, num_layers=8)
-    return folder
-
-
-def mmmu_pro_data(cache: Path = DEFAULT_CACHE) -> Path:
-    from lmms_textdom.tiny.mmmu_pro_data import REPO, write_mmmu_pro_snapshot
-
-    root = cache / "data"
-    if not (root / REPO / "README.md").exists():
-        write_mmmu_pro_snapshot(root)
-    return root
 
 
 def offline_env(data_root: Path | None = None) -> dict[str, str]:

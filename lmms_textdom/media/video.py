@@ -15,6 +15,8 @@ Two rules, named by ``rule``:
 ``qwen_vl_utils``: the sampler of qwen-vl-utils (``smart_nframes`` + ``torch.linspace``), which
 VLMEvalKit's video-model route leaves Qwen2-VL / Qwen2.5-VL to apply to the mp4 itself.
 
+- a video of one frame: that frame twice (qwen-vl-utils refuses it; Qwen's processor repeats a
+  lone frame to fill its temporal patch of 2 anyway);
 - a frame count: ``N`` rounded to an even number (``FRAME_FACTOR`` 2, Python's round), frames
   ``linspace(0, n - 1, N)`` in float32, rounded half to even: both ends taken. A video shorter
   than ``N`` frames gets ``n // 2 * 2`` (VLMEvalKit's guard before it calls qwen-vl-utils);
@@ -78,7 +80,13 @@ def _even(number: float, rounding) -> int:
 
 
 def qwen_frame_count(num_frames: int, video_fps: float, count: int | None = None, fps: float | None = None) -> int:
-    """How many frames qwen-vl-utils takes: ``count`` frames, or ``fps`` with ``count`` as its cap."""
+    """How many frames qwen-vl-utils takes: ``count`` frames, or ``fps`` with ``count`` as its cap.
+
+    A one-frame video, which qwen-vl-utils refuses, gives that frame twice: one temporal patch, the
+    input Qwen's processor builds from a single frame by repeating it.
+    """
+    if num_frames < QWEN_FRAME_FACTOR:
+        return QWEN_FRAME_FACTOR
     if fps is None:
         wanted = count if num_frames >= count else num_frames // QWEN_FRAME_FACTOR * QWEN_FRAME_FACTOR
         frames = _even(wanted, round)

@@ -29,7 +29,7 @@ from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LA
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
-from lmms_textdom.core.probe import AttentionProbe, install, output_ends
+from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -136,6 +136,10 @@ class TextdomModel(lmms):
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
         self.checkpoint_config()
 
+    def language_model_depth(self) -> int:
+        """Layers of the language model, from the checkpoint's config as this family translates it (no weights)."""
+        return self.checkpoint_config().get_text_config().num_hidden_layers
+
     def load(self):
         """Return (model, processor) for ``self.args['pretrained']`` on ``self.device`` in ``self.dtype``."""
         raise NotImplementedError
@@ -153,6 +157,7 @@ class TextdomModel(lmms):
             "model": self.MODEL_ID,
             "pretrained": self.args["pretrained"],
             "dtype": str(self.dtype).removeprefix("torch."),
+            "attn_implementation": text_attention_implementation(self.model),
             "prune_method": self.PRUNE_METHOD if ratio else None,
             "prune_ratio": ratio,
             "nontext_repeat": self.args.get("nontext_repeat", 1),
@@ -173,7 +178,7 @@ class TextdomModel(lmms):
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
-        depth = self.checkpoint_config().get_text_config().num_hidden_layers
+        depth = self.language_model_depth()
         try:
             return parse_layers(text, depth)
         except ValueError as exc:
@@ -181,11 +186,6 @@ class TextdomModel(lmms):
 
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
-
-    @classmethod
-    def embedded_default(cls, cache) -> tuple[str, str, Any] | None:
-        """(pretrained, extra model_args, LMMS_TEXTDOM_DATA root) of a tiny offline setup for sweeps; None = none."""
-        return None
 
     # ----- helpers for families ------------------------------------------------------------------
 

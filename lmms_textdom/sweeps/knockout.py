@@ -20,9 +20,11 @@ from pathlib import Path
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.metrics import aggregate_layers
 from lmms_textdom.integration.hook import DETAIL
-from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, mmmu_pro_data, offline_env, run_checked, tiny_llava_checkpoint
+from lmms_textdom.integration.registry import model_class
+from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
 from lmms_textdom.progress import progress_bar, write
 from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
+from lmms_textdom.tiny.defaults import embedded_setup
 
 
 @dataclass
@@ -155,7 +157,7 @@ def figure(baseline: Run, found: list[Window], mdi: list[float | None], title: s
 
 def run_knockout(
     pretrained: str | None = None,
-    tasks: str = "mmmu_pro_textdom",
+    tasks: str | None = None,
     window: int = 2,
     stride: int = 1,
     output: Path | None = None,
@@ -164,22 +166,32 @@ def run_knockout(
     model: str = "llava_hf_textdom",
     limit: int | None = None,
     key_stats: bool = False,
+    model_args: str = "",
+    gen_kwargs: str | None = None,
 ) -> str:
-    """Baseline plus one run per window of knocked-out layers; prints and returns the table."""
+    """Baseline plus one run per window of knocked-out layers; prints and returns the table.
+
+    Without ``pretrained``: the model's embedded default (``lmms_textdom.tiny.defaults``), offline.
+    """
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "knockout"
+    tasks = tasks or model_class(model).DEFAULT_TASK
     if pretrained is None:
-        pretrained = str(tiny_llava_checkpoint())
-        env = offline_env(mmmu_pro_data())
-        print("Embedded default: a tiny LLaVA with RANDOM weights on fabricated MMMU-Pro rows.\n", flush=True)
+        setup = embedded_setup(model, DEFAULT_CACHE)
+        pretrained, model_args = setup.pretrained, ",".join(a for a in (setup.model_args, model_args) if a)
+        gen_kwargs = setup.gen_kwargs if gen_kwargs is None else gen_kwargs
+        env = offline_env(setup.data_root)
+        print(setup.banner, flush=True)
     else:
         env = dict(os.environ)
     depth = language_model_depth(pretrained)
     planned = windows(depth, window, stride) if depth is not None else None  # a bad window fails before any run
     task = tasks.split(",")[0]
     extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
+    extra += ["--gen_kwargs", gen_kwargs] if gen_kwargs else []
+    common = f"pretrained={pretrained}" + (f",{model_args}" if model_args else "")
 
     def evaluate(args: str, run_dir: Path) -> None:
-        command = lmms_eval_command(model, f"pretrained={pretrained}{args}", tasks, run_dir, *extra)
+        command = lmms_eval_command(model, f"{common}{args}", tasks, run_dir, *extra)
         command[command.index("--device") + 1] = device
         run_checked(command, env, run_dir, quiet=True)
 
@@ -225,8 +237,10 @@ def tabulate(output: Path, task: str, spans: list[tuple[int, int]], title: str) 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--pretrained", help="checkpoint (hub id or folder); default: the tiny built-in model, offline")
-    parser.add_argument("--model", default="llava_hf_textdom")
-    parser.add_argument("--tasks", default="mmmu_pro_textdom")
+    parser.add_argument("--model", default="llava_hf_textdom", help="lmms-eval model id; without --pretrained, its tiny embedded default")
+    parser.add_argument("--tasks", help="default: the model's own task (DEFAULT_TASK of its adapter, e.g. mmmu_pro_textdom)")
+    parser.add_argument("--model-args", default="", help="further model_args for every run, e.g. graph_tower=/path/clip_gt_arxiv_pub")
+    parser.add_argument("--gen-kwargs", help="lmms-eval --gen_kwargs for every run (embedded default: short answers)")
     parser.add_argument("--window", type=int, default=2, help="consecutive layers knocked out per run (default 2)")
     parser.add_argument("--stride", type=int, default=1, help="layers the window moves between runs (default 1)")
     parser.add_argument("--key-stats", action="store_true", help="also sample key vectors in the baseline run (key-space table in the report)")
@@ -240,4 +254,5 @@ def run_from_args(args) -> str:
     return run_knockout(
         pretrained=args.pretrained, tasks=args.tasks, window=args.window, stride=args.stride, output=args.output,
         batch_size=args.batch_size, device=args.device, model=args.model, limit=args.limit, key_stats=args.key_stats,
+        model_args=args.model_args, gen_kwargs=args.gen_kwargs,
     )  # fmt: skip

@@ -14,6 +14,7 @@ from lmms_textdom.report.runs import headline_metric
 from lmms_textdom.integration.registry import model_class
 from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
 from lmms_textdom.progress import track, write
+from lmms_textdom.tiny.defaults import embedded_setup
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
 
@@ -41,17 +42,6 @@ def setting_name(ratio: float, repeat: int) -> str:
     return ", ".join(parts)
 
 
-def embedded_setup(model: str, model_args: str) -> tuple[str, str, Path]:
-    """The model's own tiny offline setup (``TextdomModel.embedded_default``): pretrained, model_args, data root."""
-    from lmms_textdom.core.errors import UsageError
-
-    default = model_class(model).embedded_default(DEFAULT_CACHE)
-    if default is None:
-        raise UsageError(f"{model} has no embedded default: pass --pretrained (and the data via LMMS_TEXTDOM_DATA)")
-    pretrained, extra, data_root = default
-    return pretrained, ",".join(a for a in (extra, model_args) if a), data_root
-
-
 def run_table2(
     pretrained: str | None = None,
     tasks: str | None = None,
@@ -63,7 +53,7 @@ def run_table2(
     model: str = "llava_hf_textdom",
     limit: int | None = None,
     model_args: str = "",
-    gen_kwargs: str = "",
+    gen_kwargs: str | None = None,
 ) -> str:
     """Run one evaluation per (ratio, repeat) and return the table; the embedded default without ``pretrained``."""
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "table2"
@@ -71,9 +61,11 @@ def run_table2(
         ratios = PAPER_RATIOS if tuple(repeats) == (1,) else (0.0,)
     tasks = tasks or model_class(model).DEFAULT_TASK
     if pretrained is None:
-        pretrained, model_args, data_root = embedded_setup(model, model_args)
-        env = offline_env(data_root)
-        print(f"Embedded default: a tiny {model} checkpoint with RANDOM weights on fabricated data.\n", flush=True)
+        setup = embedded_setup(model, DEFAULT_CACHE)
+        pretrained, model_args = setup.pretrained, ",".join(a for a in (setup.model_args, model_args) if a)
+        gen_kwargs = setup.gen_kwargs if gen_kwargs is None else gen_kwargs
+        env = offline_env(setup.data_root)
+        print(setup.banner, flush=True)
     else:
         env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
     rows = []
@@ -105,7 +97,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--limit", type=int, help="documents per task (quick looks only)")
     parser.add_argument("--model-args", default="", help="further model_args, e.g. graph_tower=/path/clip_gt_arxiv_pub")
-    parser.add_argument("--gen-kwargs", default="", help="lmms-eval --gen_kwargs for every run, e.g. max_new_tokens=32")
+    parser.add_argument("--gen-kwargs", help="lmms-eval --gen_kwargs for every run, e.g. max_new_tokens=32 (embedded default: short answers)")
     parser.add_argument("--output", type=Path, help="folder for the runs (default .textdom-cache/runs/table2)")
 
 

@@ -73,6 +73,15 @@ def node_items(dataset: str, variant: str, count: int, seed: int) -> list[dict]:
     return items
 
 
+def one_node_item(dataset: str, variant: str) -> dict:
+    """The smallest graph: the target node alone, no edges."""
+    target = NODES[dataset] - 1
+    graph = {"node_idx": target, "edge_index": [[], []], "node_list": [target]}
+    answer = {"cora": CORA_CLASSES[0], "pubmed": PUBMED_CLASSES[0], "arxiv": ", ".join(ARXIV_CLASSES[0])}[dataset]
+    conversations = [{"from": "human", "value": human_turn(dataset, variant, "a paper alone")}, {"from": "gpt", "value": answer}]
+    return {"id": f"{dataset}_test_one_node", "graph": graph, "conversations": conversations}
+
+
 def link_items(count: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     items = []
@@ -101,8 +110,11 @@ def feature_tables(width: int = 16, seed: int = 0) -> dict[str, dict[str, torch.
     }
 
 
-def write_graph_snapshot(root: str | Path, items_per_file: int = 3, width: int = 16) -> Path:
-    """Write both snapshots under ``root`` and return ``root`` (the value for LMMS_TEXTDOM_DATA)."""
+def write_graph_snapshot(root: str | Path, items_per_file: int = 3, width: int = 16, smallest_first: bool = False) -> Path:
+    """Write both snapshots under ``root`` and return ``root`` (the value for LMMS_TEXTDOM_DATA).
+
+    ``smallest_first`` puts a ``one_node_item`` first in every node-classification file.
+    """
     from safetensors.torch import save_file
 
     root = Path(root)
@@ -111,6 +123,8 @@ def write_graph_snapshot(root: str | Path, items_per_file: int = 3, width: int =
     for number, dataset in enumerate(NODES):
         for variant in ("std", "cot"):
             items = node_items(dataset, variant, items_per_file, seed=10 * number + len(variant))
+            if smallest_first:
+                items.insert(0, one_node_item(dataset, variant))
             (folder / f"{dataset}_test_instruct_{variant}.json").write_text(json.dumps(items))
     (folder / "pubmed_test_instruct_LP.json").write_text(json.dumps(link_items(items_per_file, seed=99)))
     features = root / FEATURES_REPO

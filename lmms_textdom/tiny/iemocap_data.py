@@ -18,6 +18,9 @@ REPO = "Zahra99/IEMOCAP_Audio"
 SESSIONS = tuple(f"session{n}" for n in range(1, 6))
 LABELS = ("ang", "hap", "neu", "sad")
 SAMPLING_RATE = 16000
+#: the shortest clip that still gives Qwen2-Audio one audio token: 321 samples make 3 mel frames
+#: (hop 160), 2 after the encoder's stride-2 convolution, 1 after its pooling; 320 give none
+SMALLEST_SAMPLES = 321
 README = """---
 configs:
 - config_name: default
@@ -43,6 +46,12 @@ def wav_bytes(samples: np.ndarray, rate: int = SAMPLING_RATE) -> bytes:
     return buffer.getvalue()
 
 
+def smallest_row(seed: int = 0) -> dict:
+    """An utterance of ``SMALLEST_SAMPLES`` samples (20 ms), labelled "neu"."""
+    samples = synthetic_clip(seed + 777, 1.0)[:SMALLEST_SAMPLES]
+    return {"audio": {"bytes": wav_bytes(samples), "path": "Ses01F_impro00_F000.wav"}, "label": LABELS.index("neu")}
+
+
 def session_rows(session: int, count: int, seed: int = 0) -> list[dict]:
     """Rows of one session; durations 0.6, 1.0 or 1.4 s (15, 25 or 35 audio tokens), labels cycling over the 4 classes."""
     rows = []
@@ -55,8 +64,11 @@ def session_rows(session: int, count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def write_iemocap_snapshot(root: str | Path, rows_per_session: int = 2, seed: int = 0) -> Path:
-    """Write the snapshot under ``root/Zahra99/IEMOCAP_Audio`` and return that folder."""
+def write_iemocap_snapshot(root: str | Path, rows_per_session: int = 2, seed: int = 0, smallest_first: bool = False) -> Path:
+    """Write the snapshot under ``root/Zahra99/IEMOCAP_Audio`` and return that folder.
+
+    ``smallest_first`` puts a ``smallest_row`` first in session 1.
+    """
     from datasets import Audio, ClassLabel, Dataset, Features, Value
 
     folder = Path(root) / REPO
@@ -66,6 +78,8 @@ def write_iemocap_snapshot(root: str | Path, rows_per_session: int = 2, seed: in
     splits = ""
     for n, session in enumerate(SESSIONS, start=1):
         rows = session_rows(n, rows_per_session, seed)
+        if smallest_first and n == 1:
+            rows.insert(0, smallest_row(seed))
         data = Dataset.from_dict({"audio": [r["audio"] for r in rows], "label": [r["label"] for r in rows]}, features=plain)
         data = data.cast_column("audio", Audio(sampling_rate=SAMPLING_RATE))
         data.to_parquet(str(folder / "data" / f"{session}-00000-of-00001.parquet"))

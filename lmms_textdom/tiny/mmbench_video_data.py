@@ -25,6 +25,8 @@ QUESTIONS = [
     ("clip_c", "Science", "What colour is the background at the end?", "None", ["Common Sense Reasoning"]),
 ]
 CHUNKS = [["clip_a", "clip_b"], ["clip_c"]]
+#: the smallest video: a single frame shown for one second (one frame at fps 1, one frame pair for Qwen)
+SMALLEST = ("clip_one_frame", "Life", "What is shown?", "A coloured square.", ["Video Scene"])
 
 
 def tiny_clip(seed: int, frames: int = 16, size: int = 64, fps: int = 8) -> bytes:
@@ -48,7 +50,8 @@ def tiny_clip(seed: int, frames: int = 16, size: int = 64, fps: int = 8) -> byte
     return buffer.getvalue()
 
 
-def question_rows() -> list[dict]:
+def question_rows(smallest_first: bool = False) -> list[dict]:
+    questions = [SMALLEST, *QUESTIONS] if smallest_first else QUESTIONS
     return [
         {
             "index": i,
@@ -59,19 +62,24 @@ def question_rows() -> list[dict]:
             "dimensions": str(dimensions),
             "video_path": f"./video/{video}.mp4",
         }
-        for i, (video, video_type, question, answer, dimensions) in enumerate(QUESTIONS)
+        for i, (video, video_type, question, answer, dimensions) in enumerate(questions)
     ]
 
 
-def write_mmbench_video_snapshot(root: str | Path, frames: int = 16) -> Path:
-    """Write the snapshot under ``root/opencompass/MMBench-Video`` and return that folder."""
+def write_mmbench_video_snapshot(root: str | Path, frames: int = 16, smallest_first: bool = False) -> Path:
+    """Write the snapshot under ``root/opencompass/MMBench-Video`` and return that folder.
+
+    ``smallest_first`` puts a question on a one-frame clip (``SMALLEST``) before the others.
+    """
     import pandas as pd
 
     folder = Path(root) / REPO
     (folder / "video_pkl").mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(question_rows()).to_csv(folder / "MMBench-Video.tsv", sep="\t", index=False)
+    pd.DataFrame(question_rows(smallest_first)).to_csv(folder / "MMBench-Video.tsv", sep="\t", index=False)
     for number, names in enumerate(CHUNKS):
         clips = {name: tiny_clip(seed=sum(map(ord, name)), frames=frames) for name in names}
+        if smallest_first and number == 0:
+            clips[SMALLEST[0]] = tiny_clip(seed=1, frames=1, fps=1)
         with open(folder / "video_pkl" / f"video_chunk_{number}.pkl", "wb") as handle:
             pickle.dump(clips, handle)
     return folder

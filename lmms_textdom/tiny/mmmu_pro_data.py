@@ -87,6 +87,22 @@ def vision_rows(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+#: sides of the smallest images: one 14-px patch (Qwen2.5-VL, Kimi-VL, SigLIP) and a single pixel
+ONE_PATCH, ONE_PIXEL = 14, 1
+
+
+def smallest_row(config: str, options: int) -> dict:
+    """A question on the smallest image a family's input builder can get: one patch (standard), one pixel (vision)."""
+    rng = np.random.default_rng(99)
+    opts = _options(rng, options)
+    row = {"id": "test_Math_0", "options": str(opts), "answer": "A", "subject": "Math"}
+    if config == "vision":
+        return {**row, "image": Image.new("RGB", (ONE_PIXEL, ONE_PIXEL), (200, 40, 90))}
+    row.update(question="Which option is correct for <image 1> ?", explanation="?", img_type="['Diagrams']", topic_difficulty="Easy")
+    row.update({f"image_{n}": drawn_image(98, size=ONE_PATCH) if n == 1 else None for n in range(1, 8)})
+    return row
+
+
 def features_for(config: str):
     from datasets import Features, Image as ImageFeature, Value
 
@@ -98,14 +114,19 @@ def features_for(config: str):
     return Features(columns)
 
 
-def write_mmmu_pro_snapshot(root: str | Path, rows_per_config: int = 6, seed: int = 0) -> Path:
-    """Write the snapshot under ``root/MMMU/MMMU_Pro`` and return that folder."""
+def write_mmmu_pro_snapshot(root: str | Path, rows_per_config: int = 6, seed: int = 0, smallest_first: bool = False) -> Path:
+    """Write the snapshot under ``root/MMMU/MMMU_Pro`` and return that folder.
+
+    ``smallest_first`` puts a ``smallest_row`` before the others in every config.
+    """
     from datasets import Dataset
 
     folder = Path(root) / REPO
     header = ""
     for config, options in CONFIGS.items():
         rows = vision_rows(rows_per_config, seed) if config == "vision" else standard_rows(rows_per_config, options, seed)
+        if smallest_first:
+            rows.insert(0, smallest_row(config, options))
         columns = {key: [row[key] for row in rows] for key in rows[0]}
         (folder / config).mkdir(parents=True, exist_ok=True)
         Dataset.from_dict(columns, features=features_for(config)).to_parquet(str(folder / config / "test-00000-of-00001.parquet"))

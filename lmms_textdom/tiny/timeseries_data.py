@@ -65,12 +65,25 @@ def exam_rows(count: int, seed: int = 0) -> list[dict]:
     return rows
 
 
-def write_timeseries_exam_snapshot(root: str | Path, rows: int = 8, seed: int = 0) -> Path:
+def smallest_row() -> dict:
+    """A single-series question on a series of one sample."""
+    options = ["The series is constant", "The series trends upward"]
+    return {
+        "question": "Question S: what best describes a series of one value?", "options": options, "answer": options[0],
+        "question_type": "MCQ", "tid": 999, "difficulty": "easy", "format_hint": "Answer with the option text.",
+        "relevant_concepts": ["trend"], "question_hint": "", "category": EXAM_CATEGORIES[0], "subcategory": "trend",
+        "id": 999, "ts1": [3.5], "ts2": [],
+    }  # fmt: skip
+
+
+def write_timeseries_exam_snapshot(root: str | Path, rows: int = 8, seed: int = 0, smallest_first: bool = False) -> Path:
+    """``smallest_first`` puts a ``smallest_row`` (a one-sample series) before the others."""
     from datasets import Dataset
 
     folder = Path(root) / EXAM_REPO
     (folder / "data").mkdir(parents=True, exist_ok=True)
-    Dataset.from_list(exam_rows(rows, seed)).to_parquet(str(folder / "data" / "test-00000-of-00001.parquet"))
+    data = ([smallest_row()] if smallest_first else []) + exam_rows(rows, seed)
+    Dataset.from_list(data).to_parquet(str(folder / "data" / "test-00000-of-00001.parquet"))
     (folder / "README.md").write_text(README)
     return folder
 

@@ -14,7 +14,6 @@ left-padded (positions from the attention mask, so every sample gets 0, 1, 2, ..
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, Qwen2ForCausalLM
@@ -45,20 +44,6 @@ class ChatTSTextdom(TextdomModel):
     CHECKPOINTS = "ChatTS"
     DEFAULT_TASK = "timeseries_reasoning_textdom"
 
-    @classmethod
-    def embedded_default(cls, cache):
-        """A tiny ChatTS (0801 layout) and fabricated TimeSeriesExam1 rows plus eval files, under ``cache``."""
-        from lmms_textdom.tiny.chatts import save_chatts
-        from lmms_textdom.tiny.timeseries_data import EXAM_REPO, write_chatts_eval_files, write_timeseries_exam_snapshot
-
-        folder, data = Path(cache) / "models" / "tiny-chatts-0801", Path(cache) / "data"
-        if not (folder / "config.json").exists():
-            save_chatts(folder, "0801", num_layers=8)
-        if not (data / EXAM_REPO / "README.md").exists():
-            write_timeseries_exam_snapshot(data, rows=16)
-            write_chatts_eval_files(data)
-        return str(folder), "", data
-
     def check_args(self) -> None:
         if self.args["prune_ratio"] > 0:
             raise UsageError(
@@ -66,6 +51,10 @@ class ChatTSTextdom(TextdomModel):
                 "score its patches by); use prune_ratio=0, and nontext_repeat for the dilution test"
             )
         self.chatts: ChatTSConfig = read_chatts_config(self.args["pretrained"], self.args["revision"])
+
+    def language_model_depth(self) -> int:
+        # 0801's model_type "chatts" is remote code: AutoConfig cannot read it, the translation can
+        return self.chatts.language_model.num_hidden_layers
 
     def load(self):
         kwargs = self.from_pretrained_kwargs()
@@ -84,7 +73,10 @@ class ChatTSTextdom(TextdomModel):
         return self.processor
 
     def settings(self) -> dict:
-        return {**super().settings(), "ts_release": self.chatts.release, "nontext_repeat_mode": REPEAT_MODE}
+        return {
+            **super().settings(), "ts_release": self.chatts.release, "ts_patch_size": self.chatts.patch_size,
+            "nontext_repeat_mode": REPEAT_MODE,
+        }  # fmt: skip
 
     @torch.inference_mode()
     def prepare(self, batch: list[Request]) -> Prepared:

@@ -11,8 +11,6 @@ upstream runs them in its float16.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from loguru import logger
@@ -45,6 +43,10 @@ NO_PRUNING = Arg(
 )  # fmt: skip
 
 
+#: ``graph_tower`` in the records when the checkpoint's own copy runs
+OWN_TOWER = "checkpoint:model.graph_tower"
+
+
 def _as_tensor(value, dtype) -> torch.Tensor:
     return value.to(dtype) if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value), dtype=dtype)
 
@@ -55,22 +57,11 @@ class GraphGPTTextdom(TextdomModel):
     FAMILY_ARGS = (GRAPH_TOWER, FAITHFUL_LP_BUG, NONTEXT_REPEAT, NO_PRUNING)
     DEFAULT_TASK = "graphgpt_eval_textdom"
 
-    @classmethod
-    def embedded_default(cls, cache):
-        """A tiny GraphGPT-layout checkpoint, its GraphCLIP-GT file and fabricated graph data, under ``cache``."""
-        from lmms_textdom.tiny.graph_data import REPO, write_graph_snapshot
-        from lmms_textdom.tiny.graphgpt import save_graphclip, save_graphgpt
-
-        folder, data = Path(cache) / "models" / "tiny-graphgpt", Path(cache) / "data"
-        if not (folder / "checkpoint" / "config.json").exists():
-            save_graphclip(folder / "clip_gt_arxiv_pub")
-            save_graphgpt(folder / "checkpoint", num_layers=8)
-        if not (data / REPO).is_dir():
-            write_graph_snapshot(data)
-        return str(folder / "checkpoint"), f"graph_tower={folder / 'clip_gt_arxiv_pub'}", data
-
     def checkpoint_config(self) -> dict:
         return read_config(self.args["pretrained"], self.args["revision"])
+
+    def language_model_depth(self) -> int:
+        return llama_config(self.checkpoint_config()).num_hidden_layers
 
     @property
     def tokenizer(self):
@@ -138,7 +129,8 @@ class GraphGPTTextdom(TextdomModel):
         return projector
 
     def settings(self) -> dict:
-        return {**super().settings(), "graph_tower": self.args["graph_tower"], "faithful_lp_bug": self.args["faithful_lp_bug"]}
+        tower = self.args["graph_tower"] or OWN_TOWER  # the weights the tower runs with
+        return {**super().settings(), "graph_tower": tower, "faithful_lp_bug": self.args["faithful_lp_bug"]}
 
     @torch.inference_mode()
     def graph_features(self, graph, where: str) -> torch.Tensor:

@@ -51,6 +51,9 @@ class KimiVLTextdom(TextdomModel):
     def checkpoint_config(self) -> dict:
         return read_kimi_config(self.args["pretrained"], self.args["revision"])
 
+    def language_model_depth(self) -> int:
+        return native_config(self.checkpoint_config()).get_text_config().num_hidden_layers
+
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]
         rules = KimiImageRules.from_checkpoint(pretrained, revision)
@@ -68,6 +71,9 @@ class KimiVLTextdom(TextdomModel):
         self._scorer = RasterReceivedScorer(tower, last, tower.merge_kernel_size) if self.args["prune_ratio"] > 0 else None
         return model, KimiProcessor(tokenizer, rules)
 
+    def settings(self) -> dict:
+        return {**super().settings(), "in_token_limit": self.processor.rules.in_token_limit}
+
     # ----- inputs --------------------------------------------------------------------------------
 
     def prepare(self, batch: list[Request]) -> Prepared:
@@ -80,9 +86,13 @@ class KimiVLTextdom(TextdomModel):
         inputs = self.processor(prompts, images)
         classes = classify_tokens(inputs["input_ids"], {"image": self.processor.media_pad_id}, inputs["attention_mask"])
         classes = with_text_parts(classes, inputs["input_ids"], prompts, [r.context for r in batch], self.tokenizer)
+        # the patch grid each image got after the token-budget downscale and the padding
+        per_sample = [{"image_grids": [list(self.processor.rules.grid(v)) for v in r.visuals]} for r in batch]
         if not self.edits_nontext or not images:
-            return Prepared(inputs, classes)
-        return self.edited_inputs(inputs, classes)
+            return Prepared(inputs, classes, per_sample)
+        prepared = self.edited_inputs(inputs, classes)
+        prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
+        return prepared
 
     @torch.inference_mode()
     def image_features(self, inputs: dict) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:

@@ -25,7 +25,7 @@ KEY_MAPPING = {
     r"^multi_modal_projector\.linear_1": "mm_projector.proj.0",
     r"^multi_modal_projector\.linear_2": "mm_projector.proj.2",
 }
-#: MoonViT's 2-D rotary table (Rope2DPosEmb(max_height=512, max_width=512)): patches per side must stay below it
+#: MoonViT's 2-D rotary table (Rope2DPosEmb(max_height=512, max_width=512)) holds positions 0-511: at most 512 patches per side
 MAX_PATCHES_PER_SIDE = 512
 
 

@@ -89,11 +89,11 @@ class KimiImageRules:
         """(rows, columns) of patches after ``resized``; refuses grids beyond MoonViT's rotary table."""
         w, h = self.resized_size(image)
         rows, cols = h // self.patch_size, w // self.patch_size
-        if rows >= MAX_PATCHES_PER_SIDE or cols >= MAX_PATCHES_PER_SIDE or rows == 0 or cols == 0:
+        if not (1 <= rows <= MAX_PATCHES_PER_SIDE and 1 <= cols <= MAX_PATCHES_PER_SIDE):
             raise UsageError(
                 f"a {image.size[0]}x{image.size[1]} px image becomes {rows}x{cols} patches after Kimi-VL's resize; "
-                f"MoonViT's position table allows 1 to {MAX_PATCHES_PER_SIDE - 1} per side "
-                f"(the original processor stops with 'Exceed pos emb'): crop or pad the image to a less extreme aspect ratio"
+                f"MoonViT's position table allows 1 to {MAX_PATCHES_PER_SIDE} per side: crop or pad the image to a "
+                "less extreme aspect ratio"
             )
         return rows, cols
 

@@ -33,13 +33,6 @@ class LlavaHfTextdom(TextdomModel):
     PRUNE_METHOD = "cls"
     MODEL_TYPE, CHECKPOINTS, MODEL_CLASS = "llava", "LLaVA-1.5", LlavaForConditionalGeneration
 
-    @classmethod
-    def embedded_default(cls, cache):
-        """The demo's tiny LLaVA and fabricated MMMU-Pro rows, under ``cache``."""
-        from lmms_textdom.integration.runner import mmmu_pro_data, tiny_llava_checkpoint
-
-        return str(tiny_llava_checkpoint(cache)), "", mmmu_pro_data(cache)
-
     def check_args(self) -> None:
         config = self.checkpoint_config()
         if self.args["prune_ratio"] > 0:

@@ -69,8 +69,9 @@ class LlavaNextTextdom(LlavaHfTextdom):
             row_class = splice(classes.ids[b], sample_spans, [torch.full((len(c),), image_class) for c in sample_contents], repeat)
             rows.append(row[row_class != PAD])
             row_classes.append(row_class[row_class != PAD])
+            items = [[end - start, len(c)] for (start, end), c in zip(sample_spans, sample_contents)]
             sample_settings.append(
-                {"nontext_original": sum(end - start for start, end in sample_spans), "nontext_kept": sum(len(c) for c in sample_contents)}
+                {"nontext_original": sum(o for o, _ in items), "nontext_kept": sum(k for _, k in items), "nontext_items": items}
             )
         class_ids = left_pad_stack(row_classes, PAD)
         return Prepared(

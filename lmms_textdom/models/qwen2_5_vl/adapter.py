@@ -37,7 +37,7 @@ from lmms_textdom.models.qwen2_5_vl.inputs import (
 from lmms_textdom.models.qwen2_5_vl.processor import IMAGE_TOKEN, VIDEO_TOKEN, load_qwen_processor
 from lmms_textdom.editing.received_attention import ReceivedAttentionScorer
 from lmms_textdom.editing.sequence import edit_nontext
-from lmms_textdom.media.video import QWEN_VL_UTILS, SampledVideo, sample_video
+from lmms_textdom.media.video import DEFAULT_FRAMES, QWEN_FPS_MAX_FRAMES, QWEN_VL_UTILS, SampledVideo, sample_video
 
 MIN_FRAME_PIXELS = 28 * 28  # one merged token
 
@@ -86,9 +86,19 @@ class Qwen25VLTextdom(TextdomModel):
         self._scorer = ReceivedAttentionScorer(model.model.visual) if self.args["prune_ratio"] > 0 else None
         return model, processor
 
+    def frame_budget(self) -> int:
+        """Frames per video at most: max_frames, else the rule's default (8; 768 for qwen-vl-utils' fps rule)."""
+        if self.args["max_frames"] is not None:
+            return self.args["max_frames"]
+        fps_rule = self.args["fps"] is not None and self.args["frame_sampling"] == QWEN_VL_UTILS
+        return QWEN_FPS_MAX_FRAMES if fps_rule else DEFAULT_FRAMES
+
     def settings(self) -> dict:
-        keys = ("max_frames", "fps", "frame_sampling", "video_order", "video_min_pixels", "video_max_pixels", "video_total_pixels")
-        return {**super().settings(), **{k: self.args[k] for k in keys}}
+        keys = ("fps", "frame_sampling", "video_order", "video_min_pixels", "video_max_pixels", "video_total_pixels")
+        fps = self.args["fps"]
+        # VLMEvalKit's names of the two MMBench-Video settings: MMBench_Video_8frame, MMBench_Video_1fps
+        sampling = f"{self.frame_budget()}frame" if fps is None else f"{fps:g}fps"
+        return {**super().settings(), "max_frames": self.frame_budget(), "video_sampling": sampling, **{k: self.args[k] for k in keys}}
 
     # ----- inputs --------------------------------------------------------------------------------
 
@@ -130,11 +140,14 @@ class Qwen25VLTextdom(TextdomModel):
         token_ids = self.processor.tokenizer.convert_tokens_to_ids([IMAGE_TOKEN, VIDEO_TOKEN])
         classes = classify_tokens(inputs["input_ids"], dict(zip(("image", "video"), token_ids)), inputs["attention_mask"])
         classes = with_text_parts(classes, inputs["input_ids"], prompts, [r.context for r in batch], self.tokenizer)
-        frames = iter(v.indices for v in videos)
+        sampled = iter(videos)
         per_sample = [{"content_order": self.order(k)} for k in kinds]
         for settings, k in zip(per_sample, kinds):
             if "video" in k:
-                settings["video_frames"] = [next(frames) for kind in k if kind == "video"]
+                mine = [next(sampled) for kind in k if kind == "video"]
+                # the frames taken, and the rate they stand for in the model's time positions
+                settings["video_frames"] = [v.indices for v in mine]
+                settings["video_fps"] = [v.sampled_fps for v in mine]
         if not self.edits_nontext or not (images or videos):
             return Prepared(inputs, classes, per_sample)
         prepared = self.edited_inputs(inputs, classes)

@@ -35,13 +35,15 @@ class Qwen2AudioTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "Qwen/Qwen2-Audio-7B-Instruct"
     FAMILY_ARGS = (NONTEXT_REPEAT, PROMPT_FORMAT)
     MODEL_TYPE, CHECKPOINTS = "qwen2_audio", "Qwen2-Audio"
+    DEFAULT_TASK = "iemocap_textdom"
 
     def load(self):
         model = Qwen2AudioForConditionalGeneration.from_pretrained(self.args["pretrained"], **self.from_pretrained_kwargs())
         return model, self.load_processor()
 
     def settings(self) -> dict:
-        return {**super().settings(), "prompt_format": self.args["prompt_format"]}
+        rate = self.processor.feature_extractor.sampling_rate
+        return {**super().settings(), "prompt_format": self.args["prompt_format"], "sampling_rate": rate}
 
     def prompt(self, text: str, num_audios: int) -> str:
         """Clips first, then the task's text, in the chat template or as Qwen2-Audio's raw eval prompt."""
@@ -65,9 +67,34 @@ class Qwen2AudioTextdom(TextdomModel):
         inputs = self.processor(text=texts, audio=clips or None, sampling_rate=rate, return_tensors="pt", padding=True)
         classes = classify_tokens(inputs["input_ids"], {"audio": self.model.config.audio_token_index}, inputs["attention_mask"])
         classes = with_text_parts(classes, inputs["input_ids"], texts, [r.context for r in batch], self.tokenizer)
-        if not self.edits_nontext or not clips:
-            return Prepared(dict(inputs), classes)
-        return self.edited_inputs(inputs, classes)
+        per_sample = self.clip_settings(batch, clips, inputs)
+        # transformers' forward takes a prompt without two adjacent <|AUDIO|> as not yet expanded and
+        # fails on it: a batch of one-token clips goes through the features path below instead
+        one_token_clips = bool(clips) and max(max(s["audio_tokens"], default=0) for s in per_sample) < 2
+        if not (self.edits_nontext or one_token_clips) or not clips:
+            return Prepared(dict(inputs), classes, per_sample)
+        prepared = self.edited_inputs(inputs, classes)
+        prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
+        return prepared
+
+    def clip_settings(self, batch: list[Request], clips: list, inputs) -> list[dict]:
+        """Per sample, each clip's audio tokens and the seconds the encoder took (cut at 30 s); a clip without tokens is refused."""
+        if not clips:
+            return [{} for _ in batch]
+        _, tokens = self.model.model.audio_tower._get_feat_extract_output_lengths(inputs["feature_attention_mask"].sum(-1))
+        extractor = self.processor.feature_extractor
+        seconds = [min(len(clip), extractor.n_samples) / extractor.sampling_rate for clip in clips]
+        if (tokens < 1).any():
+            short = min(len(clip) for clip in clips)
+            raise UsageError(
+                f"{self.MODEL_ID}: an audio clip of {short} samples at {extractor.sampling_rate} Hz gives Qwen2-Audio no "
+                f"audio token; it needs at least {2 * extractor.hop_length + 1} samples"
+            )
+        clips, out = iter(zip(tokens.tolist(), seconds)), []
+        for request in batch:
+            mine = [next(clips) for _ in request.visuals]
+            out.append({"audio_tokens": [t for t, _ in mine], "audio_seconds": [s for _, s in mine]})
+        return out
 
     @torch.inference_mode()
     def audio_features(self, input_features: torch.Tensor, feature_attention_mask: torch.Tensor) -> list[torch.Tensor]:

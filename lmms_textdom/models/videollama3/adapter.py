@@ -29,7 +29,7 @@ from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.checkpoint import checkpoint_file
-from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3, uses_token_compression
+from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3, text_config, uses_token_compression
 from lmms_textdom.models.videollama3.frames import DEFAULT_FPS, DEFAULT_MAX_FRAMES, sample_clip
 from lmms_textdom.models.videollama3.inputs import MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, encode_batch
 from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
@@ -55,6 +55,7 @@ class VideoLlama3Textdom(TextdomModel):
             "each image is resized with its aspect ratio transposed", kind=bool),
     )  # fmt: skip
     PRUNE_METHOD = "received"
+    DEFAULT_TASK = "mmbench_video_textdom"  # the paper's VideoLLaMA3 row
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
@@ -62,6 +63,10 @@ class VideoLlama3Textdom(TextdomModel):
         checkpoint_config_dict(self.args["pretrained"], self.args["revision"])
         if self.args["token_compression"] is None:
             self.args["token_compression"] = uses_token_compression(self.args["pretrained"], self.args["revision"])
+
+    def language_model_depth(self) -> int:
+        # DAMO's model_type "videollama3_qwen2" is remote code: AutoConfig cannot read it, the translation can
+        return text_config(checkpoint_config_dict(self.args["pretrained"], self.args["revision"])).num_hidden_layers
 
     def load(self):
         pretrained, revision = self.args["pretrained"], self.args["revision"]

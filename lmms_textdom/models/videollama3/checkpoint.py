@@ -79,6 +79,13 @@ def native_config(damo: dict, image_token_id: int, video_token_id: int) -> Video
     )  # fmt: skip
 
 
+def text_config(config: dict):
+    """The language model's config of either layout's config.json dict (no tokenizer, no weights)."""
+    if config["model_type"] == DAMO_MODEL_TYPE:
+        return native_config(config, image_token_id=0, video_token_id=0).text_config  # the ids do not shape it
+    return VideoLlama3Config.from_dict(config).text_config
+
+
 def placeholder_ids(tokenizer) -> tuple[int, int]:
     ids = tokenizer.convert_tokens_to_ids([IMAGE_PAD, VIDEO_PAD])
     if tokenizer.unk_token_id in ids or None in ids:
