@@ -262,3 +262,20 @@ def test_segments_survive_the_sample_log_round_trip(qwen_thinking):
     assert_same_record(again.segments.answer, stats.segments.answer, rtol=1e-6)
     with pytest.raises(ValueError, match="rows"):
         Segments(SegmentRows(QWEN, len(answer), (0, 1), (3, len(answer))), stats.segments.thinking, stats.segments.answer)
+
+
+# ----- the report's trend of the answer's MDI against the thinking length -----------------------
+
+
+def test_the_trend_is_a_log_log_least_squares_fit_with_a_bootstrap_band():
+    from lmms_textdom.report.thinking_views import LengthPoints, power_fit
+
+    rng = np.random.default_rng(0)
+    rows = rng.integers(5, 5000, size=40).astype(float)
+    mdi = 30 * rows**-0.4 * np.exp(rng.normal(0, 0.1, size=40))
+    fit = power_fit(LengthPoints(rows, mdi, 0), 500, np.random.default_rng(1))
+    slope, intercept = np.polyfit(np.log10(rows), np.log10(mdi), 1)
+    assert fit.slope == pytest.approx(slope, rel=1e-9) and fit.intercept == pytest.approx(intercept, rel=1e-9)
+    assert fit.slope_interval[0] < -0.4 < fit.slope_interval[1] and fit.slope_interval[1] - fit.slope_interval[0] < 0.1
+    assert np.all(fit.band[0] <= fit.line) and np.all(fit.line <= fit.band[1])
+    assert power_fit(LengthPoints(np.array([7.0, 7.0]), np.array([1.0, 2.0]), 0), 100, np.random.default_rng(1)) is None

@@ -18,7 +18,7 @@ from lmms_textdom.core.metrics import GROUPS, METRICS
 from lmms_textdom.report.answer_views import answer_curve
 from lmms_textdom.report.bootstrap import seed_sequence
 from lmms_textdom.report.duplicates import identity
-from lmms_textdom.report.figures import MARKERS, legend_beside, log_axis, save
+from lmms_textdom.report.figures import MARKERS, PlainLogFormatter, legend_beside, log_axis, save
 from lmms_textdom.report.table import Row
 from lmms_textdom.report.thinking_views import length_points, power_fit
 
@@ -34,37 +34,40 @@ def thinking_samples(row: Row) -> list:
 def thinking_length(rows: list[Row], resamples: int, seed: int, out_dir: Path, notes: list[str]) -> list[Path]:
     figure = Figure(figsize=(15, 4.6))
     axes = figure.subplots(1, len(GROUPS))
-    drawn = False
+    runs, fits = {}, {group: [] for group in GROUPS}  # scatter handle per run; fitted lines per panel
     for i, row in enumerate(rows[:MAX_RUNS]):
         for ax, group in zip(axes, GROUPS):
             points = length_points(row.run.samples, group)
             if points is None or not len(points.rows):
                 continue
             colour = f"C{i}"
-            ax.scatter(points.rows, points.mdi, s=14, alpha=0.6, color=colour, marker=MARKERS[i % len(MARKERS)], label=row.label)
-            drawn = True
+            runs[row.label] = ax.scatter(points.rows, points.mdi, s=14, alpha=0.6, color=colour, marker=MARKERS[i % len(MARKERS)])
             rng = np.random.default_rng(seed_sequence(seed, f"thinking_length:{group}:{identity(row.run)!r}")) if resamples else None
             fit = power_fit(points, resamples, rng)
             if fit is None:
                 notes.append(f"{row.label}, {group} layers: fewer than two distinct thinking lengths, so no trend is fitted")
                 continue
-            slope = f"slope {fit.slope:.2f}" + (f" [{fit.slope_interval[0]:.2f}, {fit.slope_interval[1]:.2f}]" if fit.slope_interval else "")
-            ax.plot(fit.grid, fit.line, color=colour, linewidth=1.5, label=f"{row.label}: fit, {slope}")
+            interval = f" [{fit.slope_interval[0]:.2f}, {fit.slope_interval[1]:.2f}]" if fit.slope_interval else ""
+            fits[group] += ax.plot(fit.grid, fit.line, color=colour, linewidth=1.5, label=f"slope {fit.slope:.2f}{interval}")
             if fit.band is not None:
                 ax.fill_between(fit.grid, fit.band[0], fit.band[1], color=colour, alpha=0.15)
-    if not drawn:
+    if not runs:
         return []
     for ax, group in zip(axes, GROUPS):
         log_axis(ax, "MDI = 1")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(PlainLogFormatter())
+        ax.xaxis.set_minor_formatter(PlainLogFormatter(minor_thresholds=(2, 0.5)))
         ax.set_xlabel("thinking length (tokens, log scale)")
         ax.set_title(f"answer MDI, {group} layers")
+        if fits[group]:  # each run's slope in its own colour, per panel
+            ax.legend(handles=fits[group], fontsize=7, loc="best")
     axes[0].set_ylabel("MDI of the answer after the thinking (log scale)")
     figure.suptitle(
-        "Does a longer chain leave less attention for the image? One point per sample; line: log-log least-squares fit; "
-        "shaded: bootstrap interval", fontsize=10,
+        "Does a longer chain leave less attention for the image? One point per sample; line: log-log least-squares fit "
+        "(slope: MDI ~ length^slope); shaded: bootstrap interval", fontsize=10,
     )  # fmt: skip
-    legend_beside(axes[-1])
+    figure.legend(list(runs.values()), list(runs), fontsize=7, loc="upper left", bbox_to_anchor=(0.91, 0.88))
     return save(figure, out_dir, "thinking_length")
 
 
