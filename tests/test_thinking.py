@@ -279,3 +279,27 @@ def test_the_trend_is_a_log_log_least_squares_fit_with_a_bootstrap_band():
     assert fit.slope_interval[0] < -0.4 < fit.slope_interval[1] and fit.slope_interval[1] - fit.slope_interval[0] < 0.1
     assert np.all(fit.band[0] <= fit.line) and np.all(fit.line <= fit.band[1])
     assert power_fit(LengthPoints(np.array([7.0, 7.0]), np.array([1.0, 2.0]), 0), 100, np.random.default_rng(1)) is None
+
+
+def test_segments_and_marker_rows_add_up_to_the_record_and_stay_small():
+    """On a synthetic 2,048-row, 80-layer record: thinking + answer + the markers' rows = the whole
+    answer, per layer and column, and the segments add under 20 KB to the sample line."""
+    from dataclasses import replace
+
+    from lmms_textdom.core.metrics import layer_groups
+    from lmms_textdom.core.stepwise import StepMasses
+
+    rng = np.random.default_rng(0)
+    rows, layers, columns = 2048, 80, ("text", "image", "generated", "task")
+    per_row = rng.random((rows, layers, len(columns)))
+    per_row[..., 3] *= 0.5 * per_row[..., 0]  # the task's text is a part of the text
+    total = per_row.sum(axis=0)
+    whole = SampleStats(("text", "image"), (120, 576), total[:, :2], total[:, 2], rows, 28, {"task": 40}, {"task": total[:, 3]},
+                        StepMasses.from_rows(per_row, layer_groups(layers), columns))  # fmt: skip
+    where = split_rows(rows, QWEN, (0, 1), (1900, 1902))
+    stats = replace(whole, segments=Segments.from_rows(whole, per_row, where))
+    parts = stats.segments.thinking.mass + stats.segments.answer.mass + per_row[[0, 1900, 1901], :, :2].sum(axis=0)
+    np.testing.assert_allclose(parts, whole.mass, rtol=1e-12)
+    np.testing.assert_allclose(stats.segments.thinking.subclass_mass["task"], per_row[1:1900, :, 3].sum(axis=0), rtol=1e-12)
+    grown = len(json.dumps(stats.to_dict())) - len(json.dumps(whole.to_dict()))
+    assert 0 < grown < 20_000

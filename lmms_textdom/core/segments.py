@@ -158,11 +158,19 @@ class Segments:
         return cls(where, _part_from_dict(data[THINKING], whole), answer)
 
 
+def _digits(values):
+    """7 significant digits, as the stepwise bins keep them (the probe computes in float32)."""
+    return [_digits(v) for v in values] if isinstance(values, list) else float(f"{values:.7g}")
+
+
 def _part_dict(part: SampleStats) -> dict[str, Any]:
     # classes, counts and heads are the sample's own: not repeated per segment
     out = part.to_dict()
     for key in ("classes", "counts", "heads"):
         del out[key]
+    out["mass"], out["generated"] = _digits(out["mass"]), _digits(out["generated"])
+    for sub in out.get("subclasses", {}).values():
+        sub["mass"] = _digits(sub["mass"])
     return out
 
 
