@@ -121,6 +121,14 @@ def tiny_qwen_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen_thinking_dir(tmp_path_factory):
+    """A saved tiny Qwen2.5-VL thinking release: ``<think>``/``</think>`` added tokens, a template that opens the thinking."""
+    from lmms_textdom.tiny.qwen2_5_vl import save_qwen2_5_vl
+
+    return save_qwen2_5_vl(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl-thinking", thinking=True)
+
+
+@pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory):
     """Two MPEG-4 files written offline: 24 frames at 8 fps (3 s) and 37 frames at 10 fps (3.7 s)."""
     from lmms_textdom.tiny.videos import write_video

@@ -75,14 +75,15 @@ def paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, flo
     return out
 
 
-def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=()):
+def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=(), **generate_kwargs):
     """Returns (sequences, per sample an (rows, layers, classes + 1 + subclasses) array) from an eager copy
     of ``model``: each output row's mass per class, then on generated positions, then on each (batch, seq)
-    bool mask of ``subclasses``."""
+    bool mask of ``subclasses``. ``generate_kwargs`` go to generate (e.g. a logits processor that forces tokens)."""
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     out = eager.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True,
+        **generate_kwargs,
     )
     prompt_len = class_ids.shape[1]
     num_layers = len(out.attentions[0])

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import sys
+from dataclasses import replace
 from typing import Sequence
 
 import torch
@@ -47,6 +48,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.core.metrics import layer_groups
+from lmms_textdom.core.segments import SegmentRows, Segments
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.stepwise import GENERATED, StepMasses
 
@@ -554,7 +556,7 @@ class _Recorder:
             return PATH_DEFERRED
         return PATH_INLINE if not any(decided) else PATH_MIXED
 
-    def stats(self, lengths: Sequence[int] | None) -> list[SampleStats]:
+    def stats(self, lengths: Sequence[int] | None, segments: Sequence[SegmentRows | None] | None = None) -> list[SampleStats]:
         if not self.steps:
             raise ProbeError("no forward pass went through the probe: was generate called inside the `with` block?")
         missing = [layer for layer, d in enumerate(self.deferred) if d is None]
@@ -574,6 +576,8 @@ class _Recorder:
         sub_counts = self.classes.subclass_counts()
         groups = layer_groups(self.num_layers)
         columns = (*self.classes.names, GENERATED, *self.classes.subclasses)
+        if segments is not None and len(segments) != batch:
+            raise ValueError(f"segments must hold one split (or None) per sample: {batch}, got {len(segments)}")
         out = []
         for b, n in enumerate(lengths):
             summed = data[:n, :, b, :].sum(axis=0)
@@ -592,6 +596,8 @@ class _Recorder:
                     stepwise=StepMasses.from_rows(data[:n, :, b, :], groups, columns),
                 )
             )
+            if segments is not None and segments[b] is not None:
+                out[-1] = replace(out[-1], segments=Segments.from_rows(out[-1], data[:n, :, b, :], segments[b]))
         return out
 
 
@@ -655,11 +661,12 @@ class AttentionProbe:
         """Layers scored inline, with the reason (e.g. ``sliding-window attention``)."""
         return dict(self._recorder.inline_layers) if self._recorder else {}
 
-    def stats(self, lengths: Sequence[int] | None = None) -> list[SampleStats]:
-        """Per-sample stats; ``lengths[b]`` = output rows of sample b (default: every recorded step)."""
+    def stats(self, lengths: Sequence[int] | None = None, segments: Sequence[SegmentRows | None] | None = None) -> list[SampleStats]:
+        """Per-sample stats; ``lengths[b]`` = output rows of sample b (default: every recorded step);
+        ``segments[b]``: where sample b's thinking and answer rows lie (``core/segments.py``), or None."""
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
-        return self._recorder.stats(lengths)
+        return self._recorder.stats(lengths, segments)
 
 
 #: How a sequence of a ``generate`` call ended (``output_ends``).

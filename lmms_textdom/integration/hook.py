@@ -23,6 +23,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
+from lmms_textdom.core.segments import segment_values
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.views import content_values, decay_values, step_dominance
 from lmms_textdom.provenance import provenance
@@ -103,6 +104,8 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         detail["content"] = content_values(stats)
     if stats.stepwise is not None:
         detail["stepwise"] = stepwise_values(stats)
+    if stats.segments is not None:
+        detail["segments"] = segments_detail(stats)
     if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
         detail["provenance"] = payload["provenance"]
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
@@ -116,6 +119,17 @@ def stepwise_values(stats: SampleStats) -> dict[str, Any]:
         "slots": {"head": stats.stepwise.head, "bins": stats.stepwise.bins},
         **{m: {g: [_short(getattr(d, m)) for d in per_group[g]] for g in GROUPS} for m in METRICS},
         "decay": decay_values(stats),
+    }
+
+
+def segments_detail(stats: SampleStats) -> dict[str, Any]:
+    """A thinking model's segments: their markers, MDI/AEI per segment and layer group, rows, whether the
+    thinking was cut off, and the thinking segment's values per slot along the chain with its decay."""
+    thinking = stats.segments.thinking
+    return {
+        "markers": list(stats.segments.markers),
+        **segment_values(stats),
+        "stepwise_thinking": stepwise_values(thinking) if thinking.stepwise is not None else None,
     }
 
 

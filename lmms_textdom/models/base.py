@@ -31,6 +31,7 @@ from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, 
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
+from lmms_textdom.models.thinking import THINK_MARKERS, marker_finder
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -60,6 +61,7 @@ COMMON_ARGS = (
     KNOCKOUT_SCORE,
     KEY_STATS,
     KEY_STATS_POSITIONS,
+    THINK_MARKERS,
 )
 
 
@@ -123,6 +125,7 @@ class TextdomModel(lmms):
             self.knockout = self._knockout_layers()
             self.model, self.processor = self.load()
             self.model.eval()
+            self.thinking = marker_finder(self.args["think_markers"], self.tokenizer, self.FAMILY_THINK_MARKERS) if self.args["textdom"] else None
             if self.args["device_map"] == "auto":
                 self._device = self.model.device
             if self.args["textdom"] or self.knockout:
@@ -146,6 +149,9 @@ class TextdomModel(lmms):
 
     def prepare(self, batch: list[Request]) -> Prepared:
         raise NotImplementedError
+
+    #: the markers this family's thinking checkpoints write, when neither tokenizer nor chat template names them
+    FAMILY_THINK_MARKERS: tuple[str, str] = ("<think>", "</think>")
 
     #: name of the family's pruning method, recorded with the results ("cls" = FasterVLM)
     PRUNE_METHOD: str | None = None
@@ -318,7 +324,7 @@ class TextdomModel(lmms):
         if self.knockout and self.args["knockout_score"]:
             with torch.inference_mode():
                 effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
-        stats = probe.stats(lengths)
+        stats = probe.stats(lengths, self.segment_rows([new[b, :n].tolist() for b, n in enumerate(lengths)], inputs))
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
@@ -327,6 +333,13 @@ class TextdomModel(lmms):
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
         return with_token_counts(answers, seen, lengths)
+
+    def segment_rows(self, answers: list[list[int]], inputs: dict[str, Any]) -> list | None:
+        """Where each answer's thinking and answer rows lie (``models/thinking.py``); None with ``think_markers=none``."""
+        if self.thinking is None:
+            return None
+        prompts = inputs.get("input_ids")  # left-padded: each row ends with its own prompt's last tokens
+        return [self.thinking.rows(a, None if prompts is None else prompts[b].tolist()) for b, a in enumerate(answers)]
 
     def response_batches(self, requests) -> list[list[int]]:
         """Indices of ``requests`` in the batches that ``generate_until`` runs."""
@@ -362,7 +375,7 @@ class TextdomModel(lmms):
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
         with torch.inference_mode(), AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe:
             self.model(**forced_inputs(self.model, inputs, tokens))
-        stats = probe.stats([len(a) for a in answers])
+        stats = probe.stats([len(a) for a in answers], self.segment_rows(answers, inputs))
         run = {**self.settings(), "probe_path": probe.path, **run_settings}
         extra = prepared.sample_settings or [{}] * len(batch)
         return [encode_payload(s, {**run, **e}, answer=a) for s, e, a in zip(stats, extra, answer_records)]

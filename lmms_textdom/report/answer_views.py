@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from lmms_textdom.core.metrics import GROUPS, METRICS
+from lmms_textdom.core.segments import ANSWER, THINKING, segment_values
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.views import content_values, decay_values, step_dominance
 from lmms_textdom.report.bootstrap import CONFIDENCE, seed_sequence
@@ -24,20 +25,30 @@ from lmms_textdom.report.bootstrap import CONFIDENCE, seed_sequence
 EXTRA_COLUMNS = {
     "content": tuple(f"content_{m}_{g}" for g in GROUPS for m in METRICS),
     "decay": tuple(f"decay_{g}" for g in GROUPS),
+    "segments": (*(f"mdi_{g}_{s}" for g in GROUPS for s in (THINKING, ANSWER)), f"rows_{THINKING}", "truncated"),
 }
 HEADERS = {
     **{f"content_{m}_{g}": f"{g} content {m.upper()}" for g in GROUPS for m in METRICS},
     **{f"decay_{g}": f"{g} decay" for g in GROUPS},
+    **{f"mdi_{g}_{s}": f"{g} MDI {s}" for g in GROUPS for s in (THINKING, ANSWER)},
+    f"rows_{THINKING}": "thinking rows",
+    "truncated": "truncated",
 }
 CAPTIONS = {
     "content": "content MDI / AEI: T = the task's own text only (sink, template and family text left out)",
     "decay": "decay: MDI of the answer's last quarter over its first quarter (> 1: text dominance grows along the answer)",
+    "segments": (
+        "MDI thinking / answer: over the rows of a thinking model's reasoning (between its markers) and of the answer "
+        "after it, samples without markers left out; thinking rows: tokens of the reasoning; truncated: share of "
+        "answers whose reasoning never closed (they have no answer segment)"
+    ),
 }
 
 
 def sample_values(samples: list[SampleStats], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per key, one value per sample (NaN where undefined or not recorded)."""
-    rows = [{**content_values(s), **decay_values(s)} for s in samples]
+    segments = not set(keys).isdisjoint(EXTRA_COLUMNS["segments"])
+    rows = [{**content_values(s), **decay_values(s), **(segment_values(s) if segments else {})} for s in samples]
     return {k: np.array([np.nan if r.get(k) is None else r[k] for r in rows], dtype=float) for k in keys}
 
 

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-layers", nargs="+", type=int, metavar="LAYER", help="layers in the key projection figure (runs with key_stats; default: first, middle, last)")
     parser.add_argument(
         "--columns", nargs="+", choices=sorted(EXTRA_COLUMNS), default=[],
-        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
+        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI), "
+        "segments (a thinking model's MDI over its reasoning and over its answer)",
     )  # fmt: skip
     parser.add_argument("--no-figures", action="store_true", help="write the table only")
     parser.add_argument("--progress", action="store_true", help="progress bars even on small inputs, and when stderr is not a terminal")
@@ -57,6 +58,11 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         from lmms_textdom.report import answer_figures
 
         figure_files, figure_notes = answer_figures.draw(rows, args.resamples, args.seed, out / "figures")
+        written += figure_files
+        notes += figure_notes
+        from lmms_textdom.report import thinking_figures
+
+        figure_files, figure_notes = thinking_figures.draw(rows, args.resamples, args.seed, out / "figures")
         written += figure_files
         notes += figure_notes
     from lmms_textdom.report import key_space

@@ -39,6 +39,8 @@ class KimiVLTextdom(TextdomModel):
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "kimi_vl", "Kimi-VL"
+    # Kimi-VL-A3B-Thinking writes them as plain text: its tokenizer and chat template do not name them
+    FAMILY_THINK_MARKERS = ("◁think▷", "◁/think▷")
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
