@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
 from lmms_textdom.core.segments import segment_values
@@ -39,6 +39,8 @@ _PREFIX = json.dumps({"format": FORMAT})[:-1]
 METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 #: Per-sample record in the sample log; aggregated to the number of samples measured.
 DETAIL = "textdom"
+#: the record's list of its settings keys that describe the one sample (frames, kept tokens, ...), not the run
+PER_SAMPLE = "per_sample_settings"
 #: 1 for a request that failed, else 0; aggregated to the number of failed samples.
 FAILED = "textdom_failed"
 
@@ -49,11 +51,15 @@ FAILED = "textdom_failed"
 ANALYSIS_RECORDS = ("key_stats", "knockout", "answer")
 
 
-def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dict | None) -> str:
+def encode_payload(stats: SampleStats, settings: dict[str, Any], per_sample: Iterable[str] = (), **analysis: dict | None) -> str:
+    """``per_sample``: the keys of ``settings`` that describe this sample only (its frames, kept tokens, ...),
+    which a report leaves out when it tells runs apart."""
     unknown = set(analysis) - set(ANALYSIS_RECORDS)
     if unknown:
         raise TypeError(f"unknown analysis records {sorted(unknown)}")
     payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings, "provenance": provenance()}
+    if per_sample:
+        payload[PER_SAMPLE] = sorted(per_sample)
     payload.update({name: record for name, record in analysis.items() if record is not None})
     return json.dumps(payload)
 
@@ -108,6 +114,8 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         detail["segments"] = segments_detail(stats)
     if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
         detail["provenance"] = payload["provenance"]
+    if PER_SAMPLE in payload:
+        detail[PER_SAMPLE] = payload[PER_SAMPLE]
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail, FAILED: 0}
 

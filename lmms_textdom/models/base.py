@@ -329,7 +329,7 @@ class TextdomModel(lmms):
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
         answers = [
-            [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
+            [text, encode_payload(s, {**run, **e}, per_sample=e, key_stats=k, knockout=f)]
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
         return with_token_counts(answers, seen, lengths)
@@ -378,7 +378,7 @@ class TextdomModel(lmms):
         stats = probe.stats([len(a) for a in answers], self.segment_rows(answers, inputs))
         run = {**self.settings(), "probe_path": probe.path, **run_settings}
         extra = prepared.sample_settings or [{}] * len(batch)
-        return [encode_payload(s, {**run, **e}, answer=a) for s, e, a in zip(stats, extra, answer_records)]
+        return [encode_payload(s, {**run, **e}, per_sample=e, answer=a) for s, e, a in zip(stats, extra, answer_records)]
 
     def generate_until(self, requests) -> list:
         try:

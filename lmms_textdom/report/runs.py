@@ -17,15 +17,16 @@ from typing import Any, Iterable
 
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
-from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES
+from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES, PER_SAMPLE
 from lmms_textdom.progress import progress_bar
 from lmms_textdom.provenance import LIBRARIES
 from lmms_textdom.core.stats import SampleStats
 
 RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
-#: Settings that describe one sample, not the run: they never tell runs apart (``probe_path``: how
-#: the probe computed the rows, the same numbers either way).
+#: Settings that never tell runs apart: those describing one sample in logs older than the record's
+#: own list of them (``per_sample_settings``), and ``probe_path`` (how the probe computed the rows,
+#: the same numbers either way).
 PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
@@ -186,8 +187,9 @@ def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
                 raise ReadError(f"line {number} is not a complete sample ({exc}); the file looks cut off") from exc
             except (KeyError, TypeError) as exc:
                 raise ReadError(f"line {number} lacks the textdom record ({exc!r}) that every sample of a measured task has") from exc
-            if settings is None:
-                settings = record.get("settings") or {}
+            if settings is None:  # the run's: the first sample's settings less what describes that sample only
+                per_sample = set(record.get(PER_SAMPLE, ()))
+                settings = {k: v for k, v in (record.get("settings") or {}).items() if k not in per_sample}
                 recorded = record.get("provenance") or {}
     if expected is not None and len(samples) + failed != expected:
         raise ReadError(f"it holds {len(samples) + failed} samples where the results file counts {expected}; the log is partial")
