@@ -88,10 +88,13 @@ MASK_EDIT = "textdom_mask_edit"
 
 
 def _analysis_hooks(module, query, key, attention_mask):
-    observe = getattr(module, KEY_OBSERVER, None)
+    # The module's own attributes: getattr on an nn.Module raises and catches an exception for a missing
+    # one, which costs more per layer than the probe's stash.
+    hooks = module.__dict__
+    observe = hooks.get(KEY_OBSERVER)
     if observe is not None:
         observe(key)
-    edit = getattr(module, MASK_EDIT, None)
+    edit = hooks.get(MASK_EDIT)
     return attention_mask if edit is None else edit(attention_mask, query, key)
 
 
@@ -301,9 +304,10 @@ class _Recorder:
         self.inline_layers: dict[int, str] = {}
         self._scaling: list[float] = [1.0] * num_layers
         self._softcap: list[float | None] = [None] * num_layers
-        # deferred state: query rows since step ``_pending_from``, each layer's latest keys, each step's mask
-        self._queries: list[torch.Tensor | None] = [None] * num_layers
-        self._slots: list[list[torch.Tensor] | None] = [None] * num_layers
+        # deferred state: per layer the query rows of the steps since ``_pending_from`` (decoding steps'
+        # own query tensors, kept rather than copied: attention functions do not write into their inputs),
+        # each layer's latest keys, each step's mask
+        self._pending: list[list[torch.Tensor | None]] = [[None] * FLUSH_STEPS for _ in range(num_layers)]
         self._keys: list[torch.Tensor | None] = [None] * num_layers
         self._pending_from = 0
         self._kv_lens: list[int] = []
@@ -385,11 +389,8 @@ class _Recorder:
             first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
             self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
             return
-        slots = self._slots[layer]
-        if slots is None:
-            self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
-            slots = self._slots[layer] = list(self._queries[layer])  # one view per step: no indexing per call
-        slots[step - self._pending_from].copy_(query.select(2, -1))
+        # a prompt's last row is copied: its query tensor holds every prompt position
+        self._pending[layer][step - self._pending_from] = query if query.shape[2] == 1 else query[:, :, -1:].clone()
         self._keys[layer] = key  # the cache's own tensor: no copy
         if attention_mask is not self._step_mask_source:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
@@ -445,7 +446,8 @@ class _Recorder:
                 bias = shared[width]
             else:
                 bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
-            self._store(start, layer, self._queries[layer][: end - start], key, bias)
+            queries = torch.cat(self._pending[layer][: end - start], dim=2)  # (batch, heads, rows, head_dim)
+            self._store(start, layer, queries.permute(2, 0, 1, 3), key, bias)
         self._pending_from = end
         self._kv_lens, self._masks = [], []
 
@@ -453,8 +455,7 @@ class _Recorder:
         """Score what is left and let go of the keys and the cache."""
         self.flush()
         self._keys = [None] * self.num_layers
-        self._queries = [None] * self.num_layers
-        self._slots = [None] * self.num_layers
+        self._pending = [[None] * FLUSH_STEPS for _ in range(self.num_layers)]
         self.cache = None
 
     # ----- afterwards -----------------------------------------------------------------------------
