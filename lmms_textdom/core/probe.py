@@ -341,8 +341,10 @@ class _Recorder:
             self.flush()
         if self.steps == self._rows.shape[0]:
             self._rows = torch.cat([self._rows, torch.zeros_like(self._rows)])
+        # Keys up to this row's own position: a static cache hands over its whole capacity, unwritten
+        # and later positions included, and a row without a mask (causal) sees none of those.
+        self._kv_lens.append(min(key.shape[2], self.prompt_len + self.steps - self._call_start))
         self.steps += 1
-        self._kv_lens.append(key.shape[2])
         self._step_mask_source = self._NO_MASK_YET
 
     def _decide(self, layer: int, query: torch.Tensor, kwargs) -> bool:
