@@ -30,9 +30,11 @@ from __future__ import annotations
 import contextvars
 import itertools
 import sys
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.compiler import is_compiling
 from transformers import AttentionInterface
 from transformers.cache_utils import Cache, DynamicLayer, StaticLayer
 from transformers.generation.stopping_criteria import StopStringCriteria
@@ -101,15 +103,57 @@ def _analysis_hooks(module, query, key, attention_mask):
 # ----- end of analysis hooks -----
 
 
+# ----- compiled decoding (transformers' static cache with torch.compile) -----
+#: Set on an attention module while a probe is active: ``(rows, steps)``. Inside a compiled graph the
+#: probe function copies the last query row into ``rows[steps]`` and advances ``steps`` (two tensor
+#: ops, no Python state for dynamo to specialize on); ``rows`` is None where the layer cannot be
+#: recorded there, and ``steps`` then only tells the probe that compiled steps ran (it refuses).
+_COMPILED_STASH = "textdom_compiled_stash"
+
+
+def _stash_in_graph(module, query: torch.Tensor) -> None:
+    stash = getattr(module, _COMPILED_STASH, None)
+    if stash is not None:
+        rows, steps = stash
+        if rows is not None:
+            rows.index_copy_(0, steps, query[:, :, -1:].permute(2, 0, 1, 3))
+        steps.add_(1)
+
+
+def _compiled_as_a_whole(model) -> bool:
+    """Whether the model's (or its language model's) whole forward is compiled, prompt pass included."""
+    for module in (model, _decoder(model)):
+        if getattr(module, "_compiled_call_impl", None) is not None:  # Module.compile()
+            return True
+        if hasattr(module.forward, "_torchdynamo_orig_callable"):  # module.forward = torch.compile(module.forward)
+            return True
+    return False
+
+
+def _decoding_mask(prompt_row, prompt_len: int, width: int) -> torch.Tensor | None:
+    """The mask of a decoding step after a prompt whose last row's mask is ``prompt_row``: the prompt's
+    keys as that row saw them, every later key visible (each row's own limit comes from its position)."""
+    if prompt_row is None:
+        return None
+    bias = _row_bias(prompt_row, prompt_len)  # (batch, 1 or heads, prompt_len)
+    return torch.nn.functional.pad(bias, (0, width - prompt_len))[:, :, None, :]
+
+
+# ----- end of compiled decoding -----
+
+
 def _make_probe_function(inner: str):
     name = _PREFIX + inner
     reads_own_name = "flash" in inner
 
     def probe_attention(module, query, key, value, attention_mask, *args, **kwargs):
         attention_mask = _analysis_hooks(module, query, key, attention_mask)
-        recorder = _ACTIVE.get()
-        if recorder is not None:
-            recorder.record(module, query, key, attention_mask, kwargs)
+        if is_compiling():  # traced into a compiled graph: tensor ops only, no Python-side state
+            _stash_in_graph(module, query)
+        else:
+            recorder = _ACTIVE.get()
+            if recorder is not None:
+                recorder.record(module, query, key, attention_mask, kwargs)
         forward = _eager_forward(module) if inner == "eager" else ALL_ATTENTION_FUNCTIONS[inner]
         if not reads_own_name:
             return forward(module, query, key, value, attention_mask, *args, **kwargs)
@@ -282,6 +326,18 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
     return out
 
 
+@dataclass
+class _Armed:
+    """What a layer was armed with for compiled decoding at a call's prompt pass."""
+
+    module: torch.nn.Module
+    rows: torch.Tensor | None  # (positions beyond the prompt, batch, heads, head_dim), None = not recordable
+    steps: torch.Tensor  # (1,) compiled decoding steps so far
+    key: torch.Tensor  # the static cache's key tensor: written in place, so it holds every step's keys after
+    prompt_len: int
+    prompt_row: object  # the mask of the prompt's last row (``_last_row``)
+
+
 class _Recorder:
     """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
@@ -314,6 +370,10 @@ class _Recorder:
         self._masks: list = []
         self._step_mask_source = self._NO_MASK_YET = object()
         self._mask_overrides: dict[tuple[int, int], object] = {}
+        # compiled decoding: per layer why it cannot be recorded inside a compiled graph (None = it can),
+        # and what each layer was armed with at the current call's prompt pass (``_arm``)
+        self._not_in_graph: list[str | None] = [None] * num_layers
+        self._armed: dict[int, _Armed] = {}
 
     # ----- during generate ------------------------------------------------------------------------
 
@@ -335,6 +395,7 @@ class _Recorder:
             width = self.num_classes + 1 + self.num_subclasses
             self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, width, device=query.device)
         elif query_len > 1:  # another prompt (a second generate call): earlier rows attend other keys
+            self._score_compiled(next_keys=key)
             self.flush()
             self._call_start = self.steps
         if self.steps - self._pending_from == FLUSH_STEPS:
@@ -347,7 +408,7 @@ class _Recorder:
         self.steps += 1
         self._step_mask_source = self._NO_MASK_YET
 
-    def _decide(self, layer: int, query: torch.Tensor, kwargs) -> bool:
+    def _decide(self, module, layer: int, query: torch.Tensor, kwargs) -> bool:
         scaling = kwargs.get("scaling")
         self._scaling[layer] = scaling if scaling is not None else query.shape[-1] ** -0.5
         self._softcap[layer] = kwargs.get("softcap")
@@ -367,7 +428,12 @@ class _Recorder:
         if reason is not None:
             self.inline_layers[layer] = reason
         self.deferred[layer] = reason is None
-        return reason is None
+        if reason is None and type(cache_layers[layer]) is not StaticLayer:
+            reason = f"{type(cache_layers[layer]).__name__} (only a static cache is decoded inside a compiled graph)"
+        elif reason is None and (KEY_OBSERVER in module.__dict__ or MASK_EDIT in module.__dict__):
+            reason = "a knock-out or key sampler is attached (they run in eager decoding only)"
+        self._not_in_graph[layer] = reason
+        return self.deferred[layer]
 
     def record(self, module, query, key, attention_mask, kwargs) -> None:
         layer = self.layer_of.get(module)
@@ -382,8 +448,10 @@ class _Recorder:
             raise ProbeError("the probe started in the middle of a forward pass")
         deferred = self.deferred[layer]
         if deferred is None:
-            deferred = self._decide(layer, query, kwargs)
+            deferred = self._decide(module, layer, query, kwargs)
         step = self.steps - 1
+        if step == self._call_start:  # the prompt's pass: decoding may go on inside a compiled graph
+            self._arm(module, layer, query, key, attention_mask)
         if not deferred:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
             bias = None if row is None else _rows_bias([row], [key.shape[2]], key.shape[2], query.shape[0], query.device)
@@ -401,6 +469,80 @@ class _Recorder:
                 self._masks.append(row)
             else:  # a layer with a mask of its own
                 self._mask_overrides[(layer, step)] = row
+
+    def _arm(self, module, layer: int, query, key, attention_mask) -> None:
+        """Prepare ``module`` for decoding steps inside a compiled graph (see ``_COMPILED_STASH``).
+
+        Rows go to a preallocated buffer with room for every position the static cache has beyond the
+        prompt; layers that cannot be recorded there get a step counter only.
+        """
+        batch, heads, prompt_len, head_dim = query.shape
+        steps = torch.zeros(1, dtype=torch.long, device=query.device)
+        rows = prompt_row = None
+        room = key.shape[2] - prompt_len
+        if self._not_in_graph[layer] is None and room > 0:
+            rows = query.new_empty(room, batch, heads, head_dim)  # untouched unless decoding runs compiled
+            prompt_row = _last_row(attention_mask, prompt_len, batch, key.shape[2])
+            torch._dynamo.mark_static_address(rows)  # a fixed address: CUDA graphs keep capturing
+        torch._dynamo.mark_static_address(steps)
+        setattr(module, _COMPILED_STASH, (rows, steps))
+        self._armed[layer] = _Armed(module, rows, steps, key, prompt_len, prompt_row)
+
+    def disarm(self) -> None:
+        for armed in self._armed.values():
+            if _COMPILED_STASH in armed.module.__dict__:
+                delattr(armed.module, _COMPILED_STASH)
+
+    def _score_compiled(self, next_keys=None) -> None:
+        """Score the rows that the current call's decoding steps stashed inside a compiled graph, then disarm.
+
+        ``next_keys``: the first layer's keys of the next call's prompt pass, which must not be this
+        call's cache (its keys are overwritten already).
+        """
+        armed = self._armed
+        if not armed:
+            return
+        self.disarm()
+        self._armed = {}
+        counts = dict(zip(armed, torch.cat([a.steps for a in armed.values()]).tolist()))
+        compiled = max(counts.values())
+        if not compiled:
+            return
+        unrecorded = {layer: self._not_in_graph[layer] or "no room in its cache" for layer, a in armed.items() if a.rows is None}
+        if unrecorded:
+            raise ProbeError(
+                f"{compiled} decoding steps ran inside a compiled graph (torch.compile with a static cache), where the "
+                f"probe cannot record layers {sorted(unrecorded)} ({'; '.join(sorted(set(unrecorded.values())))}); "
+                "generate without compilation (model_arg compile=false, or generation_config.disable_compile=True)"
+            )
+        if set(counts.values()) != {compiled} or self.steps - self._call_start != 1:
+            raise ProbeError(
+                f"a generate call ran some decoding steps inside a compiled graph and others outside it (layers saw "
+                f"{sorted(set(counts.values()))} compiled steps after {self.steps - self._call_start} recorded ones); "
+                "the probe records either all of a call's decoding steps compiled or none"
+            )
+        if next_keys is not None and next_keys is armed[self.first_layer].key:
+            raise ProbeError("the static cache of a compiled generate call was reused by the next call before the probe scored it")
+        self.flush()  # the prompt's row
+        start = self.steps
+        if self._rows.shape[0] < start + compiled:
+            self._rows = torch.cat([self._rows, self._rows.new_zeros(start + compiled - self._rows.shape[0], *self._rows.shape[1:])])
+        first = armed[self.first_layer]
+        prompt_len, batch, device = first.prompt_len, first.rows.shape[1], first.rows.device
+        masks = {layer: _decoding_mask(a.prompt_row, prompt_len, a.key.shape[2]) for layer, a in armed.items()}
+        # rows at positions prompt_len, prompt_len + 1, ...: passes of FLUSH_STEPS rows, as when decoding eagerly
+        for chunk in range(0, compiled, FLUSH_STEPS):
+            count = min(FLUSH_STEPS, compiled - chunk)
+            width = prompt_len + chunk + count
+            kv_lens = [prompt_len + chunk + i + 1 for i in range(count)]
+            shared: dict[int, torch.Tensor | None] = {}  # per mask: layers share the model's mask
+            for layer, a in armed.items():
+                mask = masks[layer]
+                if id(mask) not in shared:
+                    shared[id(mask)] = _rows_bias([mask] * count, kv_lens, width, batch, device)
+                self._store(start + chunk, layer, a.rows[chunk : chunk + count], a.key[:, :, :width], shared[id(mask)])
+        self.steps += compiled
+        self._pending_from = self.steps
 
     def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
         """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
@@ -456,6 +598,7 @@ class _Recorder:
 
     def finish(self) -> None:
         """Score what is left and let go of the keys and the cache."""
+        self._score_compiled()
         self.flush()
         self._keys = [None] * self.num_layers
         self._pending = [[None] * FLUSH_STEPS for _ in range(self.num_layers)]
@@ -480,6 +623,7 @@ class _Recorder:
                 f"language-model layers {missing} never passed through the probe (of {self.num_layers}); "
                 "their attention does not use transformers' attention interface"
             )
+        self._score_compiled()
         self.flush()
         data = self._rows[: self.steps].double().cpu().numpy()  # (T, L, B, C+1)
         total = data.shape[0]
@@ -528,12 +672,21 @@ class AttentionProbe:
     def __enter__(self) -> "AttentionProbe":
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
+        if _compiled_as_a_whole(self.model):
+            raise ProbeError(
+                "the model's forward is compiled as a whole (torch.compile(model.forward) or model.compile()): the probe needs "
+                "the prompt's pass to run eagerly; let generate compile the decoding steps instead (cache_implementation="
+                "'static' with a compile_config; model_arg compile=true)"
+            )
         self._installed_here = install(self.model)
         recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes)
 
         def see_cache(module, args, kwargs):
             # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
+            # The first pass decides every layer's path, so the hook goes at once: decoding steps may run inside a
+            # compiled graph, which would trace it (and recompile for every new probe).
             recorder.cache = next((v for v in itertools.chain(args, kwargs.values()) if isinstance(v, Cache)), None)
+            self._hook.remove()
 
         self._hook = _decoder(self.model).register_forward_pre_hook(see_cache, with_kwargs=True)
         self._token = _ACTIVE.set(recorder)
@@ -546,6 +699,7 @@ class AttentionProbe:
             if exc_type is None:
                 self._recorder.finish()
         finally:
+            self._recorder.disarm()
             if self._installed_here:
                 uninstall(self.model)
 
