@@ -12,9 +12,10 @@ import copy
 import pytest
 import torch
 from torch._dynamo.utils import counters
-from transformers import CompileConfig, Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from lmms_textdom.analysis.knockout import KnockOut
+from lmms_textdom.core.compiled import compiled_decoding
 from lmms_textdom.core.probe import AttentionProbe, ProbeError, install
 from lmms_textdom.tiny import build_llama
 from lmms_textdom.tiny.common import instantiate, language_model_fields
@@ -22,10 +23,8 @@ from tests.test_probe import NEW_TOKENS, assert_matches_eager, llama_padded_batc
 
 
 def compiled(backend: str = "eager") -> dict:
-    """generate kwargs for a static cache whose decoding steps are compiled as one graph, on any device."""
-    config = CompileConfig(fullgraph=True, backend=backend, mode=None if backend != "inductor" else "reduce-overhead")
-    config._compile_all_devices = True  # generate compiles on GPUs only unless told
-    return {"cache_implementation": "static", "compile_config": config}
+    """Compiled decoding; dynamo's eager backend captures the same graph without inductor's code generation."""
+    return compiled_decoding(backend)
 
 
 @pytest.fixture()
@@ -122,3 +121,15 @@ def test_probe_leaves_no_state_on_the_model(tiny_llama):
         assert all(hasattr(m.self_attn, "textdom_compiled_stash") for m in model.model.layers)
     assert not any(hasattr(m, "textdom_compiled_stash") for m in model.modules())
     assert not model.model._forward_pre_hooks, "the probe's cache hook must be gone"
+
+
+def test_passes_that_bypass_the_probe_are_named(fresh_dynamo):
+    """A copy of a model made after a compiled generate keeps the original's compiled call: its decoding
+    steps run the original's layers, which no probe watches. The cache tells."""
+    model, tok = build_llama(num_layers=2)
+    inputs = tok(["the cat sat on the mat"], return_tensors="pt")
+    model.generate(**inputs, max_new_tokens=3, do_sample=False, **compiled())
+    copied = copy.deepcopy(model)
+    with pytest.raises(ProbeError, match=r"the KV cache holds \d+ positions but only \d+ passed through the probe: 3 forward"):
+        with AttentionProbe(copied, middle_is_image(inputs)):
+            copied.generate(**inputs, max_new_tokens=4, do_sample=False, **compiled())

@@ -408,7 +408,7 @@ class _Recorder:
         self.steps += 1
         self._step_mask_source = self._NO_MASK_YET
 
-    def _decide(self, module, layer: int, query: torch.Tensor, kwargs) -> bool:
+    def _decide(self, module, layer: int, query: torch.Tensor, key: torch.Tensor, kwargs) -> bool:
         scaling = kwargs.get("scaling")
         self._scaling[layer] = scaling if scaling is not None else query.shape[-1] ** -0.5
         self._softcap[layer] = kwargs.get("softcap")
@@ -430,6 +430,9 @@ class _Recorder:
         self.deferred[layer] = reason is None
         if reason is None and type(cache_layers[layer]) is not StaticLayer:
             reason = f"{type(cache_layers[layer]).__name__} (only a static cache is decoded inside a compiled graph)"
+        elif reason is None and cache_layers[layer].keys is not key:
+            # the finished cache is read after decoding; keys computed anew each pass are gone by then
+            reason = "its keys are computed from the cache anew in every pass (latent attention), not read from it"
         elif reason is None and (KEY_OBSERVER in module.__dict__ or MASK_EDIT in module.__dict__):
             reason = "a knock-out or key sampler is attached (they run in eager decoding only)"
         self._not_in_graph[layer] = reason
@@ -448,7 +451,7 @@ class _Recorder:
             raise ProbeError("the probe started in the middle of a forward pass")
         deferred = self.deferred[layer]
         if deferred is None:
-            deferred = self._decide(module, layer, query, kwargs)
+            deferred = self._decide(module, layer, query, key, kwargs)
         step = self.steps - 1
         if step == self._call_start:  # the prompt's pass: decoding may go on inside a compiled graph
             self._arm(module, layer, query, key, attention_mask)
@@ -544,6 +547,20 @@ class _Recorder:
         self.steps += compiled
         self._pending_from = self.steps
 
+    def _check_every_pass_seen(self) -> None:
+        """The first call's cache holds a key per position it was fed: every one but the last answer token's
+        must have come through the probe (a compiled call of another model object, e.g. a copy of a model
+        made after a compiled generate, runs the original's layers)."""
+        layers = getattr(self.cache, "layers", None)
+        if self._call_start or not layers or type(layers[0]) not in _FULL_KEY_CACHE_LAYERS or not self.steps:
+            return
+        held, seen = int(self.cache.get_seq_length()), self.prompt_len + self.steps - 1
+        if held > seen:
+            raise ProbeError(
+                f"the KV cache holds {held} positions but only {seen} passed through the probe: {held - seen} forward "
+                "passes ran other attention modules (a copy of a model made after a compiled generate runs the original's)"
+            )
+
     def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
         """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
         classes, one column for generated positions, then the prompt's text sub-classes."""
@@ -600,6 +617,7 @@ class _Recorder:
         """Score what is left and let go of the keys and the cache."""
         self._score_compiled()
         self.flush()
+        self._check_every_pass_seen()
         self._keys = [None] * self.num_layers
         self._pending = [[None] * FLUSH_STEPS for _ in range(self.num_layers)]
         self.cache = None
