@@ -133,3 +133,59 @@ def test_passes_that_bypass_the_probe_are_named(fresh_dynamo):
     with pytest.raises(ProbeError, match=r"the KV cache holds \d+ positions but only \d+ passed through the probe: 3 forward"):
         with AttentionProbe(copied, middle_is_image(inputs)):
             copied.generate(**inputs, max_new_tokens=4, do_sample=False, **compiled())
+
+
+# ----- model_arg compile=true ------------------------------------------------------------------------
+
+
+def llava_adapter(checkpoint, **model_args):
+    from lmms_textdom.models.llava.adapter import LlavaHfTextdom
+
+    return LlavaHfTextdom(pretrained=str(checkpoint), device="cpu", **model_args)
+
+
+def test_compile_model_arg_records_what_eager_decoding_records(tiny_llava_dir, fresh_dynamo, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from lmms_textdom.models import base
+    from lmms_textdom.models.base import Request
+    from tests.conftest import random_image
+
+    monkeypatch.setattr(base, "compiled_decoding", lambda: compiled_decoding("eager"))  # inductor would compile for minutes
+    requests = [
+        Request("what is shown in the image ?", [random_image(1)], {}, {"max_new_tokens": NEW_TOKENS}),
+        Request("answer with the option letter from the given choices directly", [random_image(2)], {}, {"max_new_tokens": NEW_TOKENS}),
+    ]
+    eager = llava_adapter(tiny_llava_dir)._run_batch(requests)
+    assert graphs() == 0
+    compiled_run = llava_adapter(tiny_llava_dir, compile=True)._run_batch(requests)
+    assert graphs() == 1, "compile=true must decode inside one compiled graph"
+    for (text, payload), (eager_text, eager_payload) in zip(compiled_run, eager):
+        ours, reference = json.loads(payload)["stats"], json.loads(eager_payload)["stats"]
+        assert text == eager_text and ours["rows"] == reference["rows"] > 1
+        np.testing.assert_allclose(ours["mass"], reference["mass"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "model_args,message",
+    [
+        ({"attn_implementation": "flash_attention_2"}, "compile=true needs attn_implementation=sdpa or eager"),
+        ({"knockout_layers": "1"}, "knockout_layers and key_stats run in eager decoding only"),
+        ({"key_stats": True}, "knockout_layers and key_stats run in eager decoding only"),
+    ],
+)
+def test_compile_model_arg_refuses_what_it_cannot_decode_before_loading(tiny_llava_dir, model_args, message):
+    from lmms_textdom.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        llava_adapter(tiny_llava_dir, compile=True, **model_args)
+
+
+def test_compile_model_arg_names_the_family_it_cannot_run(tiny_kimi_dir):
+    from lmms_textdom.core.errors import UsageError
+    from lmms_textdom.models.kimi_vl.adapter import KimiVLTextdom
+
+    with pytest.raises(UsageError, match=r"kimi_vl_textdom: compile=true is not supported: its latent attention \(MLA\)"):
+        KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu", compile=True)
