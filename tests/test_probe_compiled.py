@@ -189,3 +189,18 @@ def test_compile_model_arg_names_the_family_it_cannot_run(tiny_kimi_dir):
 
     with pytest.raises(UsageError, match=r"kimi_vl_textdom: compile=true is not supported: its latent attention \(MLA\)"):
         KimiVLTextdom(pretrained=str(tiny_kimi_dir), device="cpu", compile=True)
+
+
+def test_a_layer_left_out_of_the_graph_is_refused(fresh_dynamo):
+    """A layer run eagerly while the others decode inside the compiled graph: its rows would land on the prompt's."""
+    from transformers import CompileConfig
+
+    model, tok = build_llama(num_layers=3)
+    layer = model.model.layers[1]
+    layer.forward = torch.compiler.disable(layer.forward)  # a graph break: fullgraph must be off
+    config = CompileConfig(fullgraph=False, backend="eager", mode=None)
+    config._compile_all_devices = True
+    inputs = tok(["the cat sat on the mat"], return_tensors="pt")
+    with pytest.raises(ProbeError, match="layer 1 passed through the probe twice in one step"):
+        with AttentionProbe(model, middle_is_image(inputs)):
+            model.generate(**inputs, max_new_tokens=3, do_sample=False, cache_implementation="static", compile_config=config)

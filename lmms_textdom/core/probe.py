@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import sys
+import weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -104,20 +105,22 @@ def _analysis_hooks(module, query, key, attention_mask):
 
 
 # ----- compiled decoding (transformers' static cache with torch.compile) -----
-#: Set on an attention module while a probe is active: ``(rows, steps)``. Inside a compiled graph the
-#: probe function copies the last query row into ``rows[steps]`` and advances ``steps`` (two tensor
-#: ops, no Python state for dynamo to specialize on); ``rows`` is None where the layer cannot be
-#: recorded there, and ``steps`` then only tells the probe that compiled steps ran (it refuses).
+#: Set on an attention module while a probe is active: ``(rows, steps, advances)``. Inside a compiled
+#: graph the probe function copies the last query row into ``rows[steps - 1]`` (one tensor op, no Python
+#: state for dynamo to specialize on); the layers share ``steps``, which the first of them advances.
+#: ``rows`` is None where a layer cannot be recorded there: its own ``steps`` then only tells the probe
+#: that compiled steps ran, and it refuses.
 _COMPILED_STASH = "textdom_compiled_stash"
 
 
 def _stash_in_graph(module, query: torch.Tensor) -> None:
     stash = getattr(module, _COMPILED_STASH, None)
     if stash is not None:
-        rows, steps = stash
+        rows, steps, advances = stash
+        if advances:
+            steps.add_(1)
         if rows is not None:
-            rows.index_copy_(0, steps, query[:, :, -1:].permute(2, 0, 1, 3))
-        steps.add_(1)
+            rows.index_copy_(0, steps - 1, query[:, :, -1:].permute(2, 0, 1, 3))
 
 
 def _compiled_as_a_whole(model) -> bool:
@@ -373,6 +376,7 @@ class _Recorder:
         # compiled decoding: per layer why it cannot be recorded inside a compiled graph (None = it can),
         # and what each layer was armed with at the current call's prompt pass (``_arm``)
         self._not_in_graph: list[str | None] = [None] * num_layers
+        self._last_step: list[int] = [-1] * num_layers  # the last step each layer recorded
         self._armed: dict[int, _Armed] = {}
 
     # ----- during generate ------------------------------------------------------------------------
@@ -453,6 +457,9 @@ class _Recorder:
         if deferred is None:
             deferred = self._decide(module, layer, query, key, kwargs)
         step = self.steps - 1
+        if self._last_step[layer] == step:  # its step did not start: the first layer ran elsewhere (a compiled graph)
+            raise ProbeError(f"layer {layer} passed through the probe twice in one step: part of the forward pass ran inside a compiled graph")
+        self._last_step[layer] = step
         if step == self._call_start:  # the prompt's pass: decoding may go on inside a compiled graph
             self._arm(module, layer, query, key, attention_mask)
         if not deferred:
@@ -480,16 +487,24 @@ class _Recorder:
         prompt; layers that cannot be recorded there get a step counter only.
         """
         batch, heads, prompt_len, head_dim = query.shape
-        steps = torch.zeros(1, dtype=torch.long, device=query.device)
-        rows = prompt_row = None
         room = key.shape[2] - prompt_len
         if self._not_in_graph[layer] is None and room > 0:
             rows = query.new_empty(room, batch, heads, head_dim)  # untouched unless decoding runs compiled
-            prompt_row = _last_row(attention_mask, prompt_len, batch, key.shape[2])
             torch._dynamo.mark_static_address(rows)  # a fixed address: CUDA graphs keep capturing
-        torch._dynamo.mark_static_address(steps)
-        setattr(module, _COMPILED_STASH, (rows, steps))
+            prompt_row = _last_row(attention_mask, prompt_len, batch, key.shape[2])
+            shared = next((a.steps for a in self._armed.values() if a.rows is not None), None)
+            steps, advances = (self._new_counter(query.device), True) if shared is None else (shared, False)
+        else:
+            rows = prompt_row = None
+            steps, advances = self._new_counter(query.device), True
+        setattr(module, _COMPILED_STASH, (rows, steps, advances))
         self._armed[layer] = _Armed(module, rows, steps, key, prompt_len, prompt_row)
+
+    @staticmethod
+    def _new_counter(device) -> torch.Tensor:
+        steps = torch.zeros(1, dtype=torch.long, device=device)
+        torch._dynamo.mark_static_address(steps)
+        return steps
 
     def disarm(self) -> None:
         for armed in self._armed.values():
@@ -507,7 +522,9 @@ class _Recorder:
             return
         self.disarm()
         self._armed = {}
-        counts = dict(zip(armed, torch.cat([a.steps for a in armed.values()]).tolist()))
+        counters = {id(a.steps): a.steps for a in armed.values()}
+        values = dict(zip(counters, torch.cat(list(counters.values())).tolist()))
+        counts = {layer: values[id(a.steps)] for layer, a in armed.items()}
         compiled = max(counts.values())
         if not compiled:
             return
@@ -674,13 +691,18 @@ class _Recorder:
         return out
 
 
+_LAYERS_OF: "weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.nn.Module, int]]" = weakref.WeakKeyDictionary()
+
+
 class AttentionProbe:
     """Context manager that measures every ``generate`` / forward call made inside it (one batch)."""
 
     def __init__(self, model, classes: PositionClasses):
         self.model = model
         self.classes = classes
-        self._layer_of = language_model_layers(model)
+        self._layer_of = _LAYERS_OF.get(model)
+        if self._layer_of is None:  # a walk over every module costs milliseconds: once per model
+            self._layer_of = _LAYERS_OF[model] = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
         self._installed_here = False
