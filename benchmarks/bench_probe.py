@@ -112,7 +112,6 @@ def run_paired(args) -> dict:
     """
     import torch
 
-    from lmms_textdom.core.compiled import compiled_decoding
     from lmms_textdom.core.modality import PositionClasses
     from lmms_textdom.core.probe import AttentionProbe, install
     from lmms_textdom.tiny import build_llama
@@ -133,6 +132,8 @@ def run_paired(args) -> dict:
     classes = PositionClasses(("text", "image"), (torch.arange(args.length) >= TEXT_TOKENS).long().expand(args.batch, -1))
     kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
     if args.compiled:
+        from lmms_textdom.core.compiled import compiled_decoding
+
         kwargs.update(compiled_decoding())  # each model compiles in its warm-up call below
 
     sync = (lambda: None) if cpu else torch.cuda.synchronize
