@@ -494,6 +494,60 @@ class _Recorder:
             else:  # a layer with a mask of its own
                 self._mask_overrides[(layer, step)] = row
 
+    def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
+        """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
+        classes, one column for generated positions, then the prompt's text sub-classes."""
+        key = (first, width, device)
+        one_hot = self._one_hot.get(key)
+        if one_hot is None:
+            if len(self._one_hot) > 4:  # widths grow step by step; keep only the latest few
+                self._one_hot.clear()
+            prompt = self.classes.one_hot(device)[:, first : first + width]
+            subclasses = self.classes.subclass_indicator(device)[:, first : first + width]
+            one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1 + self.num_subclasses, device=device)
+            one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
+            one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
+            one_hot[:, : prompt.shape[1], self.num_classes + 1 :] = subclasses
+            # laid out (batch, columns, width) in memory: a matmul with so few columns runs ~4x faster on a CPU
+            one_hot = self._one_hot[key] = one_hot.transpose(1, 2).contiguous().transpose(1, 2)
+        return one_hot
+
+    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
+        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
+        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
+        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
+        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
+        self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Score the stashed rows of every deferred layer: one batched pass per layer."""
+        start, end = self._pending_from, self.steps
+        if end == start:
+            return
+        shared: dict[int, torch.Tensor | None] = {}  # the bias the layers share, per key width
+        for layer, deferred in enumerate(self.deferred):
+            if not deferred:
+                continue
+            key = self._keys[layer]
+            masks = self._masks
+            if self._mask_overrides:
+                masks = [self._mask_overrides.pop((layer, s), m) for s, m in zip(range(start, end), self._masks)]
+            if all(a is b for a, b in zip(masks, self._masks)):
+                width = key.shape[2]
+                if width not in shared:
+                    shared[width] = _rows_bias(self._masks, self._kv_lens, width, key.shape[0], key.device)
+                bias = shared[width]
+            else:
+                bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
+            queries = torch.cat(self._pending[layer][: end - start], dim=2)  # (batch, heads, rows, head_dim)
+            self._store(start, layer, queries.permute(2, 0, 1, 3), key, bias)
+        self._pending_from = end
+        self._kv_lens, self._masks = [], []
+
+    # ----- compiled decoding (see _COMPILED_STASH) ----------------------------------------------------
+
     def _arm(self, module, layer: int, query, key, attention_mask) -> None:
         """Prepare ``module`` for decoding steps inside a compiled graph (see ``_COMPILED_STASH``).
 
@@ -591,58 +645,6 @@ class _Recorder:
                 f"the KV cache holds {held} positions but only {seen} passed through the probe: {held - seen} forward "
                 "passes ran other attention modules (a copy of a model made after a compiled generate runs the original's)"
             )
-
-    def _one_hot_to(self, first: int, width: int, device) -> torch.Tensor:
-        """(batch, width, classes + 1 + subclasses) for positions first, first + 1, ...: the prompt's
-        classes, one column for generated positions, then the prompt's text sub-classes."""
-        key = (first, width, device)
-        one_hot = self._one_hot.get(key)
-        if one_hot is None:
-            if len(self._one_hot) > 4:  # widths grow step by step; keep only the latest few
-                self._one_hot.clear()
-            prompt = self.classes.one_hot(device)[:, first : first + width]
-            subclasses = self.classes.subclass_indicator(device)[:, first : first + width]
-            one_hot = torch.zeros(prompt.shape[0], width, self.num_classes + 1 + self.num_subclasses, device=device)
-            one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
-            one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
-            one_hot[:, : prompt.shape[1], self.num_classes + 1 :] = subclasses
-            # laid out (batch, columns, width) in memory: a matmul with so few columns runs ~4x faster on a CPU
-            one_hot = self._one_hot[key] = one_hot.transpose(1, 2).contiguous().transpose(1, 2)
-        return one_hot
-
-    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
-        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
-        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
-        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
-        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
-        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
-        self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
-
-    @torch.no_grad()
-    def flush(self) -> None:
-        """Score the stashed rows of every deferred layer: one batched pass per layer."""
-        start, end = self._pending_from, self.steps
-        if end == start:
-            return
-        shared: dict[int, torch.Tensor | None] = {}  # the bias the layers share, per key width
-        for layer, deferred in enumerate(self.deferred):
-            if not deferred:
-                continue
-            key = self._keys[layer]
-            masks = self._masks
-            if self._mask_overrides:
-                masks = [self._mask_overrides.pop((layer, s), m) for s, m in zip(range(start, end), self._masks)]
-            if all(a is b for a, b in zip(masks, self._masks)):
-                width = key.shape[2]
-                if width not in shared:
-                    shared[width] = _rows_bias(self._masks, self._kv_lens, width, key.shape[0], key.device)
-                bias = shared[width]
-            else:
-                bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
-            queries = torch.cat(self._pending[layer][: end - start], dim=2)  # (batch, heads, rows, head_dim)
-            self._store(start, layer, queries.permute(2, 0, 1, 3), key, bias)
-        self._pending_from = end
-        self._kv_lens, self._masks = [], []
 
     def finish(self) -> None:
         """Score what is left and let go of the keys and the cache."""

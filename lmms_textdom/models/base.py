@@ -24,10 +24,10 @@ from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
+from lmms_textdom.core.compiled import compiled_decoding
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.core.probe import AttentionProbe, install, output_lengths
-from lmms_textdom.core.compiled import compiled_decoding
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
