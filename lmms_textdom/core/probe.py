@@ -241,8 +241,17 @@ def _decoder(model) -> torch.nn.Module:
     return model.get_decoder() if hasattr(model, "get_decoder") else model
 
 
+_LAYERS_OF: "weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.nn.Module, int]]" = weakref.WeakKeyDictionary()
+
+
 def language_model_layers(model) -> dict[torch.nn.Module, int]:
-    """The language model's self-attention modules and their layer index (vision/audio towers excluded)."""
+    """The language model's self-attention modules and their layer index (vision/audio towers excluded).
+
+    Found once per model (a walk over every module costs milliseconds, per probe); read-only.
+    """
+    layers = _LAYERS_OF.get(model)
+    if layers is not None:
+        return layers
     layers = {
         m: m.layer_idx
         for m in _decoder(model).modules()
@@ -250,6 +259,7 @@ def language_model_layers(model) -> dict[torch.nn.Module, int]:
     }
     if not layers:
         raise ProbeError(f"found no language-model attention layers in {type(model).__name__}")
+    _LAYERS_OF[model] = layers
     return layers
 
 
@@ -707,18 +717,13 @@ class _Recorder:
         return out
 
 
-_LAYERS_OF: "weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.nn.Module, int]]" = weakref.WeakKeyDictionary()
-
-
 class AttentionProbe:
     """Context manager that measures every ``generate`` / forward call made inside it (one batch)."""
 
     def __init__(self, model, classes: PositionClasses):
         self.model = model
         self.classes = classes
-        self._layer_of = _LAYERS_OF.get(model)
-        if self._layer_of is None:  # a walk over every module costs milliseconds: once per model
-            self._layer_of = _LAYERS_OF[model] = language_model_layers(model)
+        self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
         self._installed_here = False
