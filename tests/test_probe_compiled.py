@@ -204,3 +204,18 @@ def test_a_layer_left_out_of_the_graph_is_refused(fresh_dynamo):
     with pytest.raises(ProbeError, match="layer 1 passed through the probe twice in one step"):
         with AttentionProbe(model, middle_is_image(inputs)):
             model.generate(**inputs, max_new_tokens=3, do_sample=False, cache_implementation="static", compile_config=config)
+
+
+def test_max_new_tokens_bounds_the_compiled_buffers_and_is_held_to(tiny_llama, fresh_dynamo):
+    """A static cache sized by a longer earlier call has room for far more rows than this call makes."""
+    model, tok = tiny_llama
+    model = copy.deepcopy(model)
+    inputs, classes = llama_padded_batch(tok)
+    model.generate(**inputs, max_new_tokens=40, do_sample=False, **compiled())  # the cache keeps this size
+    with AttentionProbe(model, classes, max_new_tokens=NEW_TOKENS) as probe:
+        model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, **compiled())
+        assert {a.rows.shape[0] for a in probe._recorder._armed.values()} == {NEW_TOKENS}
+    assert probe.steps == NEW_TOKENS
+    with pytest.raises(ProbeError, match=r"more than the probe's buffers hold \(2\): max_new_tokens given to AttentionProbe"):
+        with AttentionProbe(model, classes, max_new_tokens=2):
+            model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, **compiled())

@@ -122,8 +122,8 @@ def _stash_in_graph(module, query: torch.Tensor) -> None:
         rows, steps, advances = stash
         if advances:
             steps.add_(1)
-        if rows is not None:
-            rows.index_copy_(0, steps - 1, query[:, :, -1:].permute(2, 0, 1, 3))
+        if rows is not None:  # steps beyond the buffer overwrite its last row (and the probe refuses)
+            rows.index_copy_(0, (steps - 1).clamp(max=rows.shape[0] - 1), query[:, :, -1:].permute(2, 0, 1, 3))
 
 
 def _compiled_as_a_whole(model) -> bool:
@@ -401,6 +401,7 @@ class _Recorder:
         # and what each layer was armed with at the current call's prompt pass (``_arm``)
         self._not_in_graph: list[str | None] = [None] * num_layers
         self._last_step: list[int] = [-1] * num_layers  # the last step each layer recorded
+        self.max_new_tokens: int | None = None  # bounds the compiled-decoding buffers (AttentionProbe)
         self._armed: dict[int, _Armed] = {}
 
     # ----- during generate ------------------------------------------------------------------------
@@ -566,6 +567,8 @@ class _Recorder:
         """
         batch, heads, prompt_len, head_dim = query.shape
         room = key.shape[2] - prompt_len
+        if self.max_new_tokens is not None:  # the last token is never fed back: one row to spare
+            room = min(room, self.max_new_tokens)
         if self._not_in_graph[layer] is None and room > 0:
             rows = query.new_empty(room, batch, heads, head_dim)  # untouched unless decoding runs compiled
             torch._dynamo.mark_static_address(rows)  # a fixed address: CUDA graphs keep capturing
@@ -618,6 +621,11 @@ class _Recorder:
                 f"a generate call ran some decoding steps inside a compiled graph and others outside it (layers saw "
                 f"{sorted(set(counts.values()))} compiled steps after {self.steps - self._call_start} recorded ones); "
                 "the probe records either all of a call's decoding steps compiled or none"
+            )
+        if compiled > armed[self.first_layer].rows.shape[0]:
+            raise ProbeError(
+                f"{compiled} decoding steps ran inside a compiled graph, more than the probe's buffers hold "
+                f"({armed[self.first_layer].rows.shape[0]}): max_new_tokens given to AttentionProbe must cover generate's"
             )
         if next_keys is not None and next_keys is armed[self.first_layer].key:
             raise ProbeError("the static cache of a compiled generate call was reused by the next call before the probe scored it")
@@ -718,11 +726,19 @@ class _Recorder:
 
 
 class AttentionProbe:
-    """Context manager that measures every ``generate`` / forward call made inside it (one batch)."""
+    """Context manager that measures every ``generate`` / forward call made inside it (one batch).
 
-    def __init__(self, model, classes: PositionClasses):
+    ``max_new_tokens``: the most tokens a generate call inside it produces. Decoding inside a compiled
+    graph records into buffers sized by it (default: every position the static cache has beyond the
+    prompt, which may be far more after a longer earlier call).
+    """
+
+    def __init__(self, model, classes: PositionClasses, max_new_tokens: int | None = None):
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.model = model
         self.classes = classes
+        self.max_new_tokens = max_new_tokens
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -750,6 +766,7 @@ class AttentionProbe:
             self._hook.remove()
 
         self._hook = _decoder(self.model).register_forward_pre_hook(see_cache, with_kwargs=True)
+        recorder.max_new_tokens = self.max_new_tokens
         self._token = _ACTIVE.set(recorder)
         return self
 

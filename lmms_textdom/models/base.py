@@ -314,7 +314,7 @@ class TextdomModel(lmms):
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
-                with AttentionProbe(self.model, prepared.classes) as probe:
+                with AttentionProbe(self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"]) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
