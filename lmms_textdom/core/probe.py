@@ -58,9 +58,10 @@ _ACTIVE: contextvars.ContextVar["_Recorder | None"] = contextvars.ContextVar("lm
 FLUSH_STEPS = 32
 #: Float32 scratch memory one batched pass may use (scores and upcast keys); larger passes are chunked.
 PASS_BUDGET_BYTES = 256 * 2**20
-#: On a CPU, blocks of a pass stay within this: larger score blocks run out of the caches (a pass of
-#: 32 rows over 16k keys ran 2.5-3.5x slower as one block); GPUs take a pass in as few blocks as fit.
-CPU_BLOCK_BYTES = 8 * 2**20
+#: On a CPU, blocks of a pass stay within this, about a core's L2 cache: the scores are read three
+#: times, and a block that spills runs several times slower on a busy machine (32 rows x 4k keys: 4x;
+#: quiet, blocks cost up to 20 % more). GPUs take a pass in as few blocks as fit.
+CPU_BLOCK_BYTES = 2**20
 #: Cache layers that hold every key of the sequence until generate returns (deferred path).
 _FULL_KEY_CACHE_LAYERS = (DynamicLayer, StaticLayer)
 PATH_DEFERRED, PATH_INLINE, PATH_MIXED = "deferred", "inline", "mixed"
