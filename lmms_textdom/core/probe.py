@@ -564,7 +564,7 @@ class _Recorder:
         """Prepare ``module`` for decoding steps inside a compiled graph (see ``_COMPILED_STASH``).
 
         Rows go to a preallocated buffer with room for every position the static cache has beyond the
-        prompt; layers that cannot be recorded there get a step counter only.
+        prompt, or for ``max_new_tokens``; layers that cannot be recorded there get a step counter only.
         """
         batch, heads, prompt_len, head_dim = query.shape
         room = key.shape[2] - prompt_len
