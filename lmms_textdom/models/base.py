@@ -25,6 +25,7 @@ from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
+from lmms_textdom.core.compiled import compiled_decoding
 from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
@@ -50,6 +51,10 @@ COMMON_ARGS = (
         requirement="eager or a name registered in transformers' AttentionInterface (not paged attention)",
     ),
     Arg("textdom", True, "measure MDI/AEI; false = plain generation", kind=bool),
+    Arg(
+        "compile", False, "decode with a static KV cache and the decoding step compiled by torch.compile (the probe records "
+        "inside the graph; the first batch of each shape compiles for minutes); sdpa or eager attention", kind=bool,
+    ),  # fmt: skip
     Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
     Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
@@ -123,6 +128,7 @@ class TextdomModel(lmms):
             self.dtype = self._resolve_dtype()
             self.check_args()
             self.knockout = self._knockout_layers()
+            self._check_compile()
             self.model, self.processor = self.load()
             self.model.eval()
             self.thinking = marker_finder(self.args["think_markers"], self.tokenizer, self.FAMILY_THINK_MARKERS) if self.args["textdom"] else None
@@ -134,6 +140,9 @@ class TextdomModel(lmms):
             fail_loudly(exc)
 
     # ----- what a family provides ---------------------------------------------------------------
+
+    #: why ``compile=true`` cannot work for this family (None: its language model decodes compiled)
+    NO_COMPILED_DECODING: str | None = None
 
     def check_args(self) -> None:
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
@@ -189,6 +198,16 @@ class TextdomModel(lmms):
             return parse_layers(text, depth)
         except ValueError as exc:
             raise UsageError(f"{self.MODEL_ID}: model_arg knockout_layers={text!r} is invalid: {exc}") from None
+
+    def _check_compile(self) -> None:
+        if not self.args["compile"]:
+            return
+        if self.NO_COMPILED_DECODING:
+            raise UsageError(f"{self.MODEL_ID}: compile=true is not supported: {self.NO_COMPILED_DECODING}; use compile=false")
+        if self.args["attn_implementation"] not in ("sdpa", "eager"):
+            raise UsageError(f"{self.MODEL_ID}: compile=true needs attn_implementation=sdpa or eager, not {self.args['attn_implementation']!r}")
+        if self.knockout or self.args["key_stats"]:
+            raise UsageError(f"{self.MODEL_ID}: knockout_layers and key_stats run in eager decoding only; use compile=false with them")
 
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
@@ -268,6 +287,8 @@ class TextdomModel(lmms):
         if out["do_sample"]:
             out["temperature"] = temperature or 1.0
         out.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        if self.args["compile"]:
+            out.update(compiled_decoding())
         if out.get("num_beams", 1) not in (1, None) and self.args["textdom"]:
             raise UsageError(f"{self.MODEL_ID}: textdom measures greedy or sampled decoding; the task asks num_beams={out['num_beams']}")
         if kw:
@@ -305,7 +326,7 @@ class TextdomModel(lmms):
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
-                with AttentionProbe(self.model, prepared.classes) as probe:
+                with AttentionProbe(self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"]) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)

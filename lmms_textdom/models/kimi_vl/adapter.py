@@ -37,6 +37,8 @@ class KimiVLTextdom(TextdomModel):
     MODEL_ID = "kimi_vl_textdom"
     DEFAULT_PRETRAINED = "moonshotai/Kimi-VL-A3B-Instruct"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
+    # DeepseekV3's cache holds the compressed latents; the probe needs keys the finished cache still holds
+    NO_COMPILED_DECODING = "its latent attention (MLA) computes each pass's keys from the cache, which the probe cannot read back after a compiled graph"
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "kimi_vl", "Kimi-VL"
     # Kimi-VL-A3B-Thinking writes them as plain text: its tokenizer and chat template do not name them
