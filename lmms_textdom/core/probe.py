@@ -45,7 +45,9 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from lmms_textdom.core.attention_maps import AttentionMaps
 from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.position_maps import PositionMaps
 from lmms_textdom.core.metrics import layer_groups
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.stepwise import GENERATED, StepMasses
@@ -325,8 +327,12 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
 class _Recorder:
     """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
-    def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None):
+    def __init__(
+        self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None,
+        maps: PositionMaps | None = None,
+    ):  # fmt: skip
         self.layer_of = layer_of
+        self.maps = maps  # per-position sums of the same rows (attention maps), when asked
         self.answer_rows = answer_rows  # teacher-forced: rows of one forward pass over prompt + answer
         self.num_layers = num_layers
         self.first_layer = min(layer_of.values())
@@ -508,6 +514,8 @@ class _Recorder:
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+        if self.maps is not None:
+            self.maps.add(start, layer, per_position, first_position)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -601,14 +609,23 @@ class AttentionProbe:
     ``answer_rows=T``: teacher-forced instead; the one forward pass inside it runs over the prompt
     and the first T - 1 tokens of answers (``core/forced.py`` builds its inputs), and the stats
     hold the T rows generate would have recorded for those answers.
+
+    ``attention_maps=True``: also keep the attention each non-text position receives
+    (``core/position_maps.py``), read with ``attention_maps``; ``map_segments[b][class]`` gives the
+    items' sizes so that pooling never mixes two items.
     """
 
-    def __init__(self, model, classes: PositionClasses, answer_rows: int | None = None):
+    def __init__(
+        self, model, classes: PositionClasses, answer_rows: int | None = None, attention_maps: bool = False,
+        map_segments: Sequence[dict] | None = None,
+    ):  # fmt: skip
         if answer_rows is not None and answer_rows < 1:
             raise ValueError(f"answer_rows must be >= 1, got {answer_rows}")
         self.model = model
         self.classes = classes
         self.answer_rows = answer_rows
+        self.want_maps = attention_maps
+        self.map_segments = map_segments
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -620,7 +637,8 @@ class AttentionProbe:
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
         self._installed_here = install(self.model)
-        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows)
+        maps = PositionMaps(self.classes, self._num_layers, self.map_segments) if self.want_maps else None
+        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows, maps)
 
         def see_cache(module, args, kwargs):
             # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
@@ -660,6 +678,18 @@ class AttentionProbe:
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
         return self._recorder.stats(lengths)
+
+    def attention_maps(self, lengths: Sequence[int] | None = None, quarters: bool = False) -> list[AttentionMaps]:
+        """Per-sample attention maps over the same rows as ``stats(lengths)``; ``quarters``: also the
+        answer's first and last quarter."""
+        recorder = self._recorder
+        if recorder is None or recorder.maps is None:
+            raise ProbeError("the probe was not asked for attention maps (AttentionProbe(..., attention_maps=True))")
+        recorder.flush()
+        lengths = [recorder.steps] * self.classes.batch_size if lengths is None else [int(n) for n in lengths]
+        if len(lengths) != self.classes.batch_size or any(not 0 <= n <= recorder.steps for n in lengths):
+            raise ValueError(f"lengths must be {self.classes.batch_size} integers in [0, {recorder.steps}], got {lengths}")
+        return recorder.maps.sample_maps(lengths, quarters)
 
 
 #: How a sequence of a ``generate`` call ended (``output_ends``).
