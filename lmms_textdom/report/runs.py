@@ -25,8 +25,8 @@ from lmms_textdom.core.stats import SampleStats
 RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
 #: Settings that describe one sample, not the run: they never tell runs apart (``probe_path``: how
-#: the probe computed the rows, the same numbers either way).
-PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
+#: the probe computed the rows, ``attention_maps``: what else was recorded; the same numbers either way).
+PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path", "attention_maps")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
 #: Sample logs larger than this in total get a progress bar (on a terminal) without being asked.
