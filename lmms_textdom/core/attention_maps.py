@@ -90,7 +90,8 @@ def spread(values: np.ndarray) -> Spread:
     top = math.ceil(m.size / 10)
     share = float(np.sort(m)[::-1][:top].sum() / total)
     normalized = entropy / math.log(m.size) if m.size >= 2 else None
-    return Spread(max(entropy, 0.0), None if normalized is None else max(normalized, 0.0), min(share, 1.0))
+    # + 0.0: a one-value map gives -0.0 in floating point
+    return Spread(max(entropy, 0.0) + 0.0, None if normalized is None else max(normalized, 0.0) + 0.0, min(share, 1.0))
 
 
 def _float32_list(values: np.ndarray) -> list[float]:

@@ -10,13 +10,15 @@ in sequence order, as one dict:
   without it the positions are the layout in order;
 - ``segments`` (optional): sizes of consecutive parts that are never pooled together (video frames);
 - and what the kind needs to be drawn, small enough to travel in the record (``docs: attention-maps``):
-  - image: ``thumbnail`` (a JPEG data URL, longest side ``THUMBNAIL_SIDE``) and ``views``, each a
+  - image: ``thumbnail`` (a JPEG data URL, longest side ``THUMBNAIL_SIDE``), ``size`` (the image's
+    width and height in pixels) and ``views``, each a
     token grid ``{"start", "rows", "cols", "box"[, "newline"]}``: layout indices start .. in raster
     order, ``box`` = (left, top, right, bottom) of the grid in fractions of the thumbnail (beyond
     0..1 where the grid covers padding), ``newline``: each row ends with one more token that has no place;
   - video: ``frames``, each ``{"start", "tokens", "time", "frame", "thumbnail"}`` (layout indices
     start .. start + tokens - 1; time in seconds or None; thumbnails for at most ``FRAME_THUMBNAILS``
-    frames) and ``grid`` (rows, cols of one frame's tokens) where a frame's tokens form a grid;
+    frames), ``size`` (a frame's width and height) and ``grid`` (rows, cols of one frame's tokens)
+    where a frame's tokens form a grid;
   - audio: ``seconds``, ``seconds_per_token``, ``envelope`` (min and max of the waveform in ``ENVELOPE_BINS`` bins);
   - time_series: ``patch_size`` (token i covers values i * patch_size ...), ``length``, ``values``
     (at most ``SERIES_POINTS``, every ``step``-th value);
@@ -95,7 +97,7 @@ def grid_view(start: int, rows: int, cols: int, box=(0.0, 0.0, 1.0, 1.0), newlin
 
 
 def image_item(name: str, image: Image.Image, views: list[dict], positions: int, offsets: list[int] | None) -> dict[str, Any]:
-    return base_item(name, "image", positions, offsets, thumbnail=thumbnail(image), views=views)
+    return base_item(name, "image", positions, offsets, thumbnail=thumbnail(image), size=list(image.size), views=views)
 
 
 def frame_segments(frames: Sequence[dict], offsets: list[int] | None, positions: int) -> list[int]:
@@ -124,6 +126,9 @@ def video_item(
             "frame": frame.get("frame"), "thumbnail": thumbnail(image, FRAME_SIDE) if i in shown and image is not None else None,
         })  # fmt: skip
     fields: dict[str, Any] = {"frames": described, "segments": frame_segments(described, offsets, positions)}
+    pictures = [image for image in images if image is not None]
+    if pictures:
+        fields["size"] = list(pictures[0].size)
     if grid is not None:
         fields["grid"] = [int(grid[0]), int(grid[1])]
     return base_item(name, "video", positions, offsets, **fields)

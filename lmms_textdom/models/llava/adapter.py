@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 from transformers import LlavaForConditionalGeneration
+from transformers.image_transforms import get_resize_output_image_size
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
@@ -93,14 +95,15 @@ class LlavaHfTextdom(TextdomModel):
     def crop_box(self, image) -> tuple[float, float, float, float]:
         """The centre crop CLIP's processor keeps after resizing the shortest edge, in fractions of the image."""
         processor = self.processor.image_processor
-        if not getattr(processor, "do_center_crop", False):
+        size, crop = dict(processor.size or {}), dict(processor.crop_size or {})
+        if not getattr(processor, "do_center_crop", False) or "height" not in crop:
             return (0.0, 0.0, 1.0, 1.0)
-        width, height = image.size
-        shortest = (processor.size or {}).get("shortest_edge") or min(width, height)
-        crop = processor.crop_size or {}
-        scale = shortest / min(width, height)
-        keep_w, keep_h = min(1.0, crop.get("width", shortest) / scale / width), min(1.0, crop.get("height", shortest) / scale / height)
-        return ((1 - keep_w) / 2, (1 - keep_h) / 2, (1 + keep_w) / 2, (1 + keep_h) / 2)
+        if "shortest_edge" in size:  # transformers' own size rule (integer sizes), then its integer centre offsets
+            height, width = get_resize_output_image_size(np.zeros((image.height, image.width, 1)), size["shortest_edge"], default_to_square=False)
+        else:
+            height, width = size.get("height", image.height), size.get("width", image.width)
+        top, left = (height - crop["height"]) // 2, (width - crop["width"]) // 2
+        return (left / width, top / height, (left + crop["width"]) / width, (top + crop["height"]) / height)
 
     def image_feature_kwargs(self, inputs) -> dict:
         """Extra arguments of the model's ``get_image_features`` (LLaVA-NeXT needs the image sizes)."""
