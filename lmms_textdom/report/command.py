@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-layers", nargs="+", type=int, metavar="LAYER", help="layers in the key projection figure (runs with key_stats; default: first, middle, last)")
     parser.add_argument(
         "--columns", nargs="+", choices=sorted(EXTRA_COLUMNS), default=[],
-        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
+        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI), "
+        "spread (entropy and top-10%% share of the non-text attention map; runs with attention_maps=true)",
     )  # fmt: skip
     parser.add_argument(
         "--samples", type=int, default=0, metavar="N",
