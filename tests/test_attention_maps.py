@@ -79,7 +79,7 @@ def test_maps_equal_eager_attention_per_position_on_a_padded_llava_batch(tiny_ll
     classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
     # the first answer counts 3 rows only: its later rows must be left out, as in the stats
     stats, maps = assert_maps_match_eager(model, llava_batch, classes, processor.tokenizer.pad_token_id, cut=[3, NEW_TOKENS])
-    assert maps[0].rows == 3 and maps[0].segments == {"image": [25]} and maps[0].pool == {"image": 1}
+    assert maps[0].rows == 3 and maps[0].parts == {"image": [25]} and maps[0].pool == {"image": 1}
 
 
 def test_inline_and_sliding_window_layers_give_the_same_maps_as_eager(tiny_llama):
@@ -109,7 +109,7 @@ def test_teacher_forced_rows_give_the_generated_maps(tiny_llava, llava_batch):
                 np.testing.assert_allclose(f.quarters[quarter]["groups"][group]["image"], g.quarters[quarter]["groups"][group]["image"], atol=1e-5, rtol=1e-5)
 
 
-def test_pooled_maps_are_sums_of_neighbours_within_each_segment(tiny_llava, llava_batch, monkeypatch):
+def test_pooled_maps_are_sums_of_neighbours_within_each_part(tiny_llava, llava_batch, monkeypatch):
     model, processor = tiny_llava
     pad = processor.tokenizer.pad_token_id
     classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
@@ -125,15 +125,15 @@ def test_pooled_maps_are_sums_of_neighbours_within_each_segment(tiny_llava, llav
             np.testing.assert_allclose(p.groups[group]["image"], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_given_segments_keep_bins_inside_items():
+def test_given_parts_keep_bins_inside_items():
     ids = torch.tensor([[0, 1, 1, 1, 1, 1, 0, 2, 2]])
     classes = PositionClasses(("text", "image", "video"), ids)
-    maps = PositionMaps(classes, 4, segments=[{"image": [3, 2]}], limit=2)
+    maps = PositionMaps(classes, 4, parts=[{"image": [3, 2]}], limit=2)
     sizes, pool, part = maps.plans[0]["image"]
     assert (sizes, pool, part.stop - part.start) == ([3, 2], 3, 2)  # pool 2 would need 2 + 1 = 3 values
     assert maps.plans[0]["video"][:2] == ([2], 1)  # runs of the class by default
     with pytest.raises(ValueError, match="do not cover"):
-        PositionMaps(classes, 4, segments=[{"image": [4]}])
+        PositionMaps(classes, 4, parts=[{"image": [4]}])
 
 
 def test_pool_is_the_smallest_that_fits_the_limit():
@@ -200,3 +200,31 @@ def test_quarters_are_the_rows_of_the_stepwise_quarter_bins():
         rows = quarter_rows(n)
         assert rows["first"].tolist() == [int(i) for s in first for i in slots[s]]
         assert rows["last"].tolist() == [int(i) for s in last for i in slots[s]]
+
+
+def test_layout_values_add_copies_spread_bins_and_drop_what_was_pruned():
+    from lmms_textdom.report.map_layout import per_position, placed_items
+
+    assert per_position(np.array([4.0, 1.0, 6.0]), [5], 2).tolist() == [2.0, 2.0, 0.5, 0.5, 6.0]  # bins of 2, 2 and 1
+    item = {"class": "image", "kind": "image", "positions": 4, "offsets": [3, 0, 3, 0], "views": [{"start": 0, "rows": 2, "cols": 2, "box": [0, 0, 1, 1]}]}
+    maps = AttentionMaps(
+        parts={"image": [4]}, pool={"image": 1}, layers={"late": (2, 3)}, rows=1,
+        groups={"late": {"image": np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)}}, items=[item],
+    )  # fmt: skip
+    (placed,) = placed_items(maps, "late")
+    np.testing.assert_array_equal(placed.grid(item["views"][0]), [[6.0, np.nan], [np.nan, 4.0]])  # copies add; 1 and 2 pruned
+
+
+def test_a_family_that_places_nothing_gets_a_strip_per_run(tiny_llava, llava_batch, tmp_path):
+    from lmms_textdom.models.placement import run_items
+    from lmms_textdom.report.map_samples import MapSample
+    from lmms_textdom.report.viewer import page
+
+    model, processor = tiny_llava
+    classes = classify_tokens(llava_batch["input_ids"], {"image": model.config.image_token_id}, llava_batch["attention_mask"])
+    _, maps, _, _ = probed(model, llava_batch, classes, processor.tokenizer.pad_token_id)
+    items = run_items(classes, 0)
+    assert [(i["kind"], i["positions"]) for i in items] == [("positions", 25)]
+    sample = MapSample("task", 0, "q", "a", "t", {}, {}, AttentionMaps.from_dict({**maps[0].to_dict(), "items": items}))
+    html = page("run", [sample], {})
+    assert html.count("data-position=") == 25 * len(maps[0].groups) * 3  # every position, in each group and answer part

@@ -56,7 +56,7 @@ def assert_items_place_every_position(maps: AttentionMaps, request: Request) -> 
     for name in maps.classes:
         mine = [item for item in items if item["class"] == name]
         assert sum(item["positions"] for item in mine) == maps.positions(name)
-        assert [s for item in mine for s in item.get("segments", [item["positions"]]) if s] == list(maps.segments[name])
+        assert [s for item in mine for s in item.get("parts", [item["positions"]]) if s] == list(maps.parts[name])
     for item in items:
         assert item["kind"] == KINDS[item["class"]]
         if "offsets" in item:
@@ -96,7 +96,7 @@ def test_maps_equal_eager_attention_and_the_stats_masses(family, edits, checkpoi
             for c, name in enumerate(prepared.classes.names[1:], start=1):
                 assert maps.pool[name] == 1
                 np.testing.assert_allclose(maps.groups[group][name], summed[ids == c], atol=1e-5, rtol=0, err_msg=f"{group}/{name}")
-        assert set(json.loads(json.dumps(raw))) >= {"groups", "segments", "pool", "items", "quarters"}
+        assert set(json.loads(json.dumps(raw))) >= {"groups", "parts", "pool", "items", "quarters"}
     if edits:
         return
     # the measure route: the same answers teacher-forced give the same maps

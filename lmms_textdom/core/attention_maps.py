@@ -8,8 +8,8 @@ that make ``SampleStats.mass``, so for every class and group
     sum(map[group][class]) == sum(stats.mass[layers of group, class])
 
 **Pooling.** A class whose positions would need more than ``LIMIT`` values is stored pooled: each
-segment (an item such as one image or one video frame, or a run of the class's positions) is cut
-into bins of ``pool`` neighbouring positions (the last bin of a segment may be shorter) and a bin
+part (an item such as one image or one video frame, or a run of the class's positions) is cut
+into bins of ``pool`` neighbouring positions (the last bin of a part may be shorter) and a bin
 stores the sum of its positions, so the identity above still holds. ``pool`` is 1 when nothing is
 pooled.
 
@@ -40,27 +40,27 @@ QUARTERS = ("first", "last")
 SPREAD_KEYS = ("entropy", "entropy_normalized", "top10_share")
 
 
-def bins_per_segment(segments: Sequence[int], pool: int) -> list[int]:
-    return [math.ceil(int(s) / pool) for s in segments]
+def bins_per_part(parts: Sequence[int], pool: int) -> list[int]:
+    return [math.ceil(int(s) / pool) for s in parts]
 
 
-def choose_pool(segments: Sequence[int], limit: int = LIMIT) -> int:
+def choose_pool(parts: Sequence[int], limit: int = LIMIT) -> int:
     """The smallest number of neighbouring positions per stored value that keeps a class within ``limit`` values."""
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    total = sum(int(s) for s in segments)
+    total = sum(int(s) for s in parts)
     if total <= limit:
         return 1
     pool = max(1, math.ceil(total / limit))
-    while sum(bins_per_segment(segments, pool)) > limit:  # each segment's last bin may be partial
+    while sum(bins_per_part(parts, pool)) > limit:  # each part's last bin may be partial
         pool += 1
     return pool
 
 
-def bin_of_positions(segments: Sequence[int], pool: int) -> np.ndarray:
+def bin_of_positions(parts: Sequence[int], pool: int) -> np.ndarray:
     """For the class's positions in sequence order, the index of the stored value each one falls in."""
     out, first = [], 0
-    for size, bins in zip(segments, bins_per_segment(segments, pool)):
+    for size, bins in zip(parts, bins_per_part(parts, pool)):
         out.append(first + np.arange(int(size)) // pool)
         first += bins
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
@@ -111,16 +111,16 @@ def _maps_from_dict(data: Mapping[str, Mapping[str, Sequence[float]]]) -> dict:
 class AttentionMaps:
     """One sample's maps (module docstring).
 
-    segments[c]  positions of each segment of class c, in sequence order (they sum to the class's positions)
+    parts[c]  positions of each part of class c, in sequence order (they sum to the class's positions)
     pool[c]      neighbouring positions summed per stored value of class c (1 = one value per position)
     layers[g]    the layers of group g
     rows         output rows summed
-    groups[g][c] float32 values of class c in group g, ``sum(ceil(segment / pool))`` of them
+    groups[g][c] float32 values of class c in group g, ``sum(ceil(part / pool))`` of them
     quarters     ``attention_maps=steps``: {"first" | "last": {"rows": r, "groups": like ``groups``}}
     items        where each item's positions are (the adapter's placement records), in sequence order
     """
 
-    segments: Mapping[str, Sequence[int]]
+    parts: Mapping[str, Sequence[int]]
     pool: Mapping[str, int]
     layers: Mapping[str, Sequence[int]]
     rows: int
@@ -130,19 +130,19 @@ class AttentionMaps:
 
     def __post_init__(self) -> None:
         for group, by_class in self.groups.items():
-            if set(by_class) != set(self.segments):
-                raise ValueError(f"group {group!r} maps classes {sorted(by_class)}, the segments name {sorted(self.segments)}")
+            if set(by_class) != set(self.parts):
+                raise ValueError(f"group {group!r} maps classes {sorted(by_class)}, the parts name {sorted(self.parts)}")
             for name, values in by_class.items():
-                expected = sum(bins_per_segment(self.segments[name], self.pool[name]))
+                expected = sum(bins_per_part(self.parts[name], self.pool[name]))
                 if np.asarray(values).shape != (expected,):
-                    raise ValueError(f"{group}/{name}: {np.asarray(values).shape[0]} values where its segments and pool give {expected}")
+                    raise ValueError(f"{group}/{name}: {np.asarray(values).shape[0]} values where its parts and pool give {expected}")
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return tuple(self.segments)
+        return tuple(self.parts)
 
     def positions(self, name: str) -> int:
-        return sum(int(s) for s in self.segments[name])
+        return sum(int(s) for s in self.parts[name])
 
     def class_sums(self, group: str) -> dict[str, float]:
         return {c: float(np.asarray(v, dtype=np.float64).sum()) for c, v in self.groups[group].items()}
@@ -162,7 +162,7 @@ class AttentionMaps:
             "layers": {g: list(map(int, idx)) for g, idx in self.layers.items()},
             "positions": {c: self.positions(c) for c in self.classes},
             "pool": {c: int(self.pool[c]) for c in self.classes},
-            "segments": {c: list(map(int, self.segments[c])) for c in self.classes},
+            "parts": {c: list(map(int, self.parts[c])) for c in self.classes},
             "groups": _maps_to_dict(self.groups),
         }
         if self.quarters is not None:
@@ -177,7 +177,7 @@ class AttentionMaps:
             raise ValueError(f"attention maps of format {data.get('format')!r}; this version reads format {FORMAT}")
         quarters = data.get("quarters")
         return cls(
-            segments={c: list(s) for c, s in data["segments"].items()},
+            parts={c: list(s) for c, s in data["parts"].items()},
             pool=dict(data["pool"]),
             layers={g: tuple(idx) for g, idx in data["layers"].items()},
             rows=int(data["rows"]),

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lmms_textdom.core import attention_maps as record
-from lmms_textdom.core.attention_maps import AttentionMaps, bin_of_positions, bins_per_segment, choose_pool
+from lmms_textdom.core.attention_maps import AttentionMaps, bin_of_positions, bins_per_part, choose_pool
 from lmms_textdom.core.metrics import layer_groups
 from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.core.stepwise import BINS, HEAD, slot_rows
@@ -45,31 +45,31 @@ def quarter_rows(n: int) -> dict[str, np.ndarray]:
 class PositionMaps:
     """Per-row maps of one probed batch (module docstring).
 
-    ``segments[b][class]``: positions of each item of that class in sample b, in sequence order, so
-    that pooling never mixes two items; default: each run of the class's positions is a segment.
+    ``parts[b][class]``: positions of each item of that class in sample b, in sequence order, so
+    that pooling never mixes two items; default: each run of the class's positions is a part.
     """
 
-    def __init__(self, classes: PositionClasses, num_layers: int, segments: Sequence[Mapping[str, Sequence[int]]] | None = None, limit: int | None = None):
+    def __init__(self, classes: PositionClasses, num_layers: int, parts: Sequence[Mapping[str, Sequence[int]]] | None = None, limit: int | None = None):
         limit = record.LIMIT if limit is None else limit
         self.layers = layer_groups(num_layers)
         self.groups_of_layer = [tuple(g for g, idx in enumerate(self.layers.values()) if layer in idx) for layer in range(num_layers)]
         self.names = classes.names[1:]
         ids = classes.ids.cpu()
-        if segments is not None and len(segments) != ids.shape[0]:
-            raise ValueError(f"{len(segments)} segment lists for a batch of {ids.shape[0]}")
+        if parts is not None and len(parts) != ids.shape[0]:
+            raise ValueError(f"{len(parts)} part lists for a batch of {ids.shape[0]}")
         index = torch.full(ids.shape, -1, dtype=torch.long)
-        self.plans: list[dict[str, tuple[list[int], int, slice]]] = []  # per sample: class -> (segments, pool, values)
+        self.plans: list[dict[str, tuple[list[int], int, slice]]] = []  # per sample: class -> (parts, pool, values)
         for b, row in enumerate(ids):
             plan, first = {}, 0
             for c, name in enumerate(self.names, start=1):
                 where = (row == c).nonzero().flatten()
-                given = None if segments is None else segments[b].get(name)
+                given = None if parts is None else parts[b].get(name)
                 sizes = run_lengths(where) if given is None else [int(s) for s in given]
                 if sum(sizes) != where.numel() or any(s < 1 for s in sizes):
-                    raise ValueError(f"sample {b}: segments {sizes} of {name!r} do not cover its {where.numel()} positions")
+                    raise ValueError(f"sample {b}: parts {sizes} of {name!r} do not cover its {where.numel()} positions")
                 pool = choose_pool(sizes, limit)
                 index[b, where] = torch.from_numpy(bin_of_positions(sizes, pool)) + first
-                count = sum(bins_per_segment(sizes, pool))
+                count = sum(bins_per_part(sizes, pool))
                 plan[name] = (sizes, pool, slice(first, first + count))
                 first += count
             self.plans.append(plan)
@@ -114,7 +114,7 @@ class PositionMaps:
 
     def _split(self, summed: np.ndarray, b: int) -> dict[str, dict[str, np.ndarray]]:
         """(groups, values) of sample b -> {group: {class: float32 values}}."""
-        return {g: {name: summed[i, part].astype(np.float32) for name, (_, _, part) in self.plans[b].items()} for i, g in enumerate(self.layers)}
+        return {g: {name: summed[i, values].astype(np.float32) for name, (_, _, values) in self.plans[b].items()} for i, g in enumerate(self.layers)}
 
     def sample_maps(self, lengths: Sequence[int], quarters: bool = False) -> list[AttentionMaps]:
         """One ``AttentionMaps`` per sample over its first ``lengths[b]`` rows (no placement items yet)."""
@@ -126,12 +126,12 @@ class PositionMaps:
         out = []
         for b, n in enumerate(lengths):
             rows = data[:n, :, b]
-            parts = None
+            quarter_maps = None
             if quarters:
-                parts = {q: {"rows": len(r), "groups": self._split(rows[r].sum(axis=0), b)} for q, r in quarter_rows(n).items()}
+                quarter_maps = {q: {"rows": len(r), "groups": self._split(rows[r].sum(axis=0), b)} for q, r in quarter_rows(n).items()}
             plan = self.plans[b]
             out.append(AttentionMaps(
-                segments={name: sizes for name, (sizes, _, _) in plan.items()}, pool={name: pool for name, (_, pool, _) in plan.items()},
-                layers=self.layers, rows=n, groups=self._split(rows.sum(axis=0), b), quarters=parts,
+                parts={name: sizes for name, (sizes, _, _) in plan.items()}, pool={name: pool for name, (_, pool, _) in plan.items()},
+                layers=self.layers, rows=n, groups=self._split(rows.sum(axis=0), b), quarters=quarter_maps,
             ))  # fmt: skip
         return out

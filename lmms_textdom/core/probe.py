@@ -24,7 +24,8 @@ Two paths compute that row's softmax, exactly the same way:
 
 Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
 per generated token, kept per row until ``stats`` sums them (and bins them over the answer,
-``core/stepwise.py``); no sequence x sequence matrix exists.
+``core/stepwise.py``); with ``attention_maps=True`` the same rows are also reduced per non-text
+position (``core/position_maps.py``). No sequence x sequence matrix exists.
 
     with AttentionProbe(model, classes) as probe:
         out = model.generate(**inputs)
@@ -611,13 +612,13 @@ class AttentionProbe:
     hold the T rows generate would have recorded for those answers.
 
     ``attention_maps=True``: also keep the attention each non-text position receives
-    (``core/position_maps.py``), read with ``attention_maps``; ``map_segments[b][class]`` gives the
+    (``core/position_maps.py``), read with ``attention_maps``; ``map_parts[b][class]`` gives the
     items' sizes so that pooling never mixes two items.
     """
 
     def __init__(
         self, model, classes: PositionClasses, answer_rows: int | None = None, attention_maps: bool = False,
-        map_segments: Sequence[dict] | None = None,
+        map_parts: Sequence[dict] | None = None,
     ):  # fmt: skip
         if answer_rows is not None and answer_rows < 1:
             raise ValueError(f"answer_rows must be >= 1, got {answer_rows}")
@@ -625,7 +626,7 @@ class AttentionProbe:
         self.classes = classes
         self.answer_rows = answer_rows
         self.want_maps = attention_maps
-        self.map_segments = map_segments
+        self.map_parts = map_parts
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -637,7 +638,7 @@ class AttentionProbe:
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
         self._installed_here = install(self.model)
-        maps = PositionMaps(self.classes, self._num_layers, self.map_segments) if self.want_maps else None
+        maps = PositionMaps(self.classes, self._num_layers, self.map_parts) if self.want_maps else None
         recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows, maps)
 
         def see_cache(module, args, kwargs):

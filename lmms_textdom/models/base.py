@@ -31,7 +31,7 @@ from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, 
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
-from lmms_textdom.models.placement import run_items, segments_of
+from lmms_textdom.models.placement import parts_of, run_items
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -307,10 +307,10 @@ class TextdomModel(lmms):
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
-        items, segments = self._map_plan(batch, prepared)
+        items, parts = self._map_plan(batch, prepared)
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
-                with AttentionProbe(self.model, prepared.classes, attention_maps=items is not None, map_segments=segments) as probe:
+                with AttentionProbe(self.model, prepared.classes, attention_maps=items is not None, map_parts=parts) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
@@ -341,11 +341,11 @@ class TextdomModel(lmms):
         return with_token_counts(answers, seen, lengths)
 
     def _map_plan(self, batch: list[Request], prepared: Prepared) -> tuple[list | None, list | None]:
-        """(per-sample placement items, per-sample segments) when attention maps are asked, else (None, None)."""
+        """(per-sample placement items, per-sample parts) when attention maps are asked, else (None, None)."""
         if self.args["attention_maps"] == "false" or not self.args["textdom"]:
             return None, None
         items = self.map_items(batch, prepared)
-        return items, [segments_of(sample, prepared.classes.names[1:]) for sample in items]
+        return items, [parts_of(sample, prepared.classes.names[1:]) for sample in items]
 
     def _map_records(self, probe: AttentionProbe, lengths: list[int], items: list | None) -> list[dict | None]:
         if items is None:
@@ -385,9 +385,9 @@ class TextdomModel(lmms):
         inputs = self._to_device(prepared.inputs)
         pad_id = self.pad_token_id
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
-        items, segments = self._map_plan(batch, prepared)
+        items, parts = self._map_plan(batch, prepared)
         with torch.inference_mode(), AttentionProbe(
-            self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_segments=segments
+            self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_parts=parts
         ) as probe:  # fmt: skip
             self.model(**forced_inputs(self.model, inputs, tokens))
         lengths = [len(a) for a in answers]

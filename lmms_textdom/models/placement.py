@@ -3,12 +3,13 @@
 With ``attention_maps`` on, a family describes each non-text item of a sample (``TextdomModel.map_items``),
 in sequence order, as one dict:
 
-- ``class``: its position class; ``kind``: image, video, audio, time_series or graph;
+- ``class``: its position class; ``kind``: image, video, audio, time_series, graph, or positions
+  (a family that describes nothing: a run of the class's positions, drawn as a strip);
 - ``positions``: its positions in the language model's sequence (after pruning and replication);
 - ``offsets`` (only where the item was pruned or replicated): for each of those positions, in order,
   its index in the item's layout below (a pruned token keeps the index it had; copies repeat it);
   without it the positions are the layout in order;
-- ``segments`` (optional): sizes of consecutive parts that are never pooled together (video frames);
+- ``parts`` (optional): sizes of consecutive parts that are never pooled together (video frames);
 - and what the kind needs to be drawn, small enough to travel in the record (``docs: attention-maps``):
   - image: ``thumbnail`` (a JPEG data URL, longest side ``THUMBNAIL_SIDE``), ``size`` (the image's
     width and height in pixels) and ``views``, each a
@@ -100,7 +101,7 @@ def image_item(name: str, image: Image.Image, views: list[dict], positions: int,
     return base_item(name, "image", positions, offsets, thumbnail=thumbnail(image), size=list(image.size), views=views)
 
 
-def frame_segments(frames: Sequence[dict], offsets: list[int] | None, positions: int) -> list[int]:
+def frame_parts(frames: Sequence[dict], offsets: list[int] | None, positions: int) -> list[int]:
     """Sizes of the runs of positions that fall in one frame (pooling never mixes two frames)."""
     if offsets is None:
         return [int(f["tokens"]) for f in frames if f["tokens"]]
@@ -125,7 +126,7 @@ def video_item(
             "start": int(frame["start"]), "tokens": int(frame["tokens"]), "time": None if time is None else round(float(time), 3),
             "frame": frame.get("frame"), "thumbnail": thumbnail(image, FRAME_SIDE) if i in shown and image is not None else None,
         })  # fmt: skip
-    fields: dict[str, Any] = {"frames": described, "segments": frame_segments(described, offsets, positions)}
+    fields: dict[str, Any] = {"frames": described, "parts": frame_parts(described, offsets, positions)}
     pictures = [image for image in images if image is not None]
     if pictures:
         fields["size"] = list(pictures[0].size)
@@ -169,18 +170,18 @@ def run_items(classes: PositionClasses, b: int) -> list[dict[str, Any]]:
     items, start = [], None
     for i, c in enumerate([*ids, -1]):
         if start is not None and c != ids[start]:
-            items.append(base_item(classes.names[ids[start]], classes.names[ids[start]], i - start, None))
+            items.append(base_item(classes.names[ids[start]], "positions", i - start, None))
             start = None
         if start is None and i < len(ids) and c > 0:
             start = i
     return items
 
 
-def segments_of(items: Sequence[dict], names: Sequence[str]) -> dict[str, list[int]]:
-    """Per non-text class, the sizes of its items' segments in sequence order (``PositionMaps`` pools within them)."""
+def parts_of(items: Sequence[dict], names: Sequence[str]) -> dict[str, list[int]]:
+    """Per non-text class, the sizes of its items' parts in sequence order (``PositionMaps`` pools within them)."""
     out: dict[str, list[int]] = {name: [] for name in names}
     for item in items:
-        out[item["class"]] += [int(s) for s in item.get("segments", [item["positions"]]) if s]
+        out[item["class"]] += [int(s) for s in item.get("parts", [item["positions"]]) if s]
     return out
 
 

@@ -15,16 +15,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lmms_textdom.core.attention_maps import AttentionMaps, bins_per_segment
+from lmms_textdom.core.attention_maps import AttentionMaps, bins_per_part
 
 
-def per_position(values: np.ndarray, segments: Sequence[int], pool: int) -> np.ndarray:
+def per_position(values: np.ndarray, parts: Sequence[int], pool: int) -> np.ndarray:
     """A class's stored values expanded to one value per position (a bin's value split evenly over its positions)."""
     values = np.asarray(values, dtype=np.float64)
     if pool == 1:
         return values
     out, first = [], 0
-    for size, bins in zip(segments, bins_per_segment(segments, pool)):
+    for size, bins in zip(parts, bins_per_part(parts, pool)):
         sizes = np.full(bins, pool)
         if bins:
             sizes[-1] = size - pool * (bins - 1)
@@ -79,7 +79,7 @@ class PlacedItem:
 def placed_items(maps: AttentionMaps, group: str, groups: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> list[PlacedItem]:
     """Every item of the sample with its values in group ``group`` (``groups``: e.g. a quarter's maps instead)."""
     by_class = (groups or maps.groups)[group]
-    expanded = {name: per_position(by_class[name], maps.segments[name], maps.pool[name]) for name in maps.classes}
+    expanded = {name: per_position(by_class[name], maps.parts[name], maps.pool[name]) for name in maps.classes}
     used = {name: 0 for name in maps.classes}
     out = []
     for item in maps.items:

@@ -268,7 +268,20 @@ def graph_html(placed: PlacedItem, item_id: str) -> str:
     return f'<svg class="graph-bars" id="{item_id}-bars" width="{width}" height="{height}">{bars}{more}</svg>'
 
 
-DRAW = {"image": image_html, "video": video_html, "audio": audio_html, "time_series": series_html, "graph": graph_html}
+def positions_html(placed: PlacedItem, item_id: str) -> str:
+    """An item its family does not place: one cell per position, in sequence order."""
+    values = placed.values
+    relative, _ = _relative(values)
+    width = min(900, max(IMAGE_WIDTH, 6 * len(values)))
+    step = width / max(len(values), 1)
+    cells = "".join(_cell(i * step, 0, step, 24, v, t, f' data-position="{i}"') for i, (v, t) in enumerate(zip(values, relative)))
+    return f'<svg class="position-strip" id="{item_id}-strip" width="{width:.0f}" height="24"><g class="cells">{cells}</g></svg>'
+
+
+DRAW = {
+    "image": image_html, "video": video_html, "audio": audio_html, "time_series": series_html, "graph": graph_html,
+    "positions": positions_html,
+}  # fmt: skip
 
 
 def items_html(sample: MapSample, group: str, part: str, panel_id: str) -> str:
