@@ -24,7 +24,8 @@ Two paths compute that row's softmax, exactly the same way:
 
 Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
 per generated token, kept per row until ``stats`` sums them (and bins them over the answer,
-``core/stepwise.py``); no sequence x sequence matrix exists.
+``core/stepwise.py``); with ``attention_maps=True`` the same rows are also reduced per non-text
+position (``core/position_maps.py``). No sequence x sequence matrix exists.
 
     with AttentionProbe(model, classes) as probe:
         out = model.generate(**inputs)
@@ -48,7 +49,9 @@ from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from lmms_textdom.core.attention_maps import AttentionMaps
 from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.position_maps import PositionMaps
 from lmms_textdom.core.metrics import layer_groups
 from lmms_textdom.core.segments import SegmentRows, Segments
 from lmms_textdom.core.stats import SampleStats
@@ -413,8 +416,12 @@ class _Armed:
 class _Recorder:
     """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
-    def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None):
+    def __init__(
+        self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None,
+        maps: PositionMaps | None = None,
+    ):  # fmt: skip
         self.layer_of = layer_of
+        self.maps = maps  # per-position sums of the same rows (attention maps), when asked
         self.answer_rows = answer_rows  # teacher-forced: rows of one forward pass over prompt + answer
         self.num_layers = num_layers
         self.first_layer = min(layer_of.values())
@@ -615,6 +622,8 @@ class _Recorder:
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+        if self.maps is not None:
+            self.maps.add(start, layer, per_position, first_position)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -826,9 +835,16 @@ class AttentionProbe:
     ``max_new_tokens``: the most tokens a generate call inside it produces. Decoding inside a compiled
     graph records into buffers sized by it (default: every position the static cache has beyond the
     prompt, which may be far more after a longer earlier call).
+
+    ``attention_maps=True``: also keep the attention each non-text position receives
+    (``core/position_maps.py``), read with ``attention_maps``; ``map_parts[b][class]`` gives the
+    items' sizes so that pooling never mixes two items.
     """
 
-    def __init__(self, model, classes: PositionClasses, answer_rows: int | None = None, max_new_tokens: int | None = None):
+    def __init__(
+        self, model, classes: PositionClasses, answer_rows: int | None = None, max_new_tokens: int | None = None,
+        attention_maps: bool = False, map_parts: Sequence[dict] | None = None,
+    ):  # fmt: skip
         for name, value in (("answer_rows", answer_rows), ("max_new_tokens", max_new_tokens)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -836,6 +852,8 @@ class AttentionProbe:
         self.classes = classes
         self.answer_rows = answer_rows
         self.max_new_tokens = max_new_tokens
+        self.want_maps = attention_maps
+        self.map_parts = map_parts
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -853,7 +871,8 @@ class AttentionProbe:
                 "'static' with a compile_config; model_arg compile=true)"
             )
         self._installed_here = install(self.model)
-        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows)
+        maps = PositionMaps(self.classes, self._num_layers, self.map_parts) if self.want_maps else None
+        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows, maps)
 
         def see_cache(module, args, kwargs):
             # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
@@ -899,6 +918,18 @@ class AttentionProbe:
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
         return self._recorder.stats(lengths, segments)
+
+    def attention_maps(self, lengths: Sequence[int] | None = None, quarters: bool = False) -> list[AttentionMaps]:
+        """Per-sample attention maps over the same rows as ``stats(lengths)``; ``quarters``: also the
+        answer's first and last quarter."""
+        recorder = self._recorder
+        if recorder is None or recorder.maps is None:
+            raise ProbeError("the probe was not asked for attention maps (AttentionProbe(..., attention_maps=True))")
+        recorder.flush()
+        lengths = [recorder.steps] * self.classes.batch_size if lengths is None else [int(n) for n in lengths]
+        if len(lengths) != self.classes.batch_size or any(not 0 <= n <= recorder.steps for n in lengths):
+            raise ValueError(f"lengths must be {self.classes.batch_size} integers in [0, {recorder.steps}], got {lengths}")
+        return recorder.maps.sample_maps(lengths, quarters)
 
 
 #: How a sequence of a ``generate`` call ended (``output_ends``).

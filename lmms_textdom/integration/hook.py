@@ -22,6 +22,7 @@ import json
 import math
 from typing import Any, Callable, Iterable, Sequence
 
+from lmms_textdom.core.attention_maps import spread_values
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
 from lmms_textdom.core.segments import segment_values
 from lmms_textdom.core.stats import SampleStats
@@ -47,8 +48,9 @@ FAILED = "textdom_failed"
 
 #: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
 #: the knock-out's effect on the unmasked answer (knockout_score); and, from ``lmms-textdom measure``,
-#: how the measured answer's tokens were obtained (``answer``); copied into the sample log.
-ANALYSIS_RECORDS = ("key_stats", "knockout", "answer")
+#: how the measured answer's tokens were obtained (``answer``); the per-position attention maps
+#: (model_arg attention_maps, ``core/attention_maps.py``); copied into the sample log.
+ANALYSIS_RECORDS = ("key_stats", "knockout", "answer", "attention_maps")
 
 
 def encode_payload(stats: SampleStats, settings: dict[str, Any], per_sample: Iterable[str] = (), **analysis: dict | None) -> str:
@@ -112,6 +114,8 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         detail["stepwise"] = stepwise_values(stats)
     if stats.segments is not None:
         detail["segments"] = segments_detail(stats)
+    if "attention_maps" in payload:  # the spread of each group's non-text map, beside MDI
+        detail["spread"] = spread_values(payload["attention_maps"])
     if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
         detail["provenance"] = payload["provenance"]
     if PER_SAMPLE in payload:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -26,13 +26,14 @@ from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.core.compiled import compiled_decoding
-from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
+from lmms_textdom.models.args import ATTENTION_MAPS, KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
 from lmms_textdom.models.thinking import THINK_MARKERS, marker_finder
+from lmms_textdom.models.placement import parts_of, run_items
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -67,6 +68,7 @@ COMMON_ARGS = (
     KEY_STATS,
     KEY_STATS_POSITIONS,
     THINK_MARKERS,
+    ATTENTION_MAPS,
 )
 
 
@@ -87,6 +89,7 @@ class Prepared:
     inputs: dict[str, Any]
     classes: PositionClasses
     sample_settings: list[dict] = field(default_factory=list)  # per-sample effective settings, if any
+    decoded: list[list] = field(default_factory=list)  # per sample, visuals as the family decoded them (video frames), if any
 
 
 def plan_batches(contexts: Sequence[str], gen_kwargs: Sequence[dict], batch_size: int) -> list[list[int]]:
@@ -122,6 +125,7 @@ class TextdomModel(lmms):
         super().__init__()
         try:
             self.args = parse_model_args(self.model_args_spec(), kwargs, self.MODEL_ID)
+            self.args["attention_maps"] = str(self.args["attention_maps"]).lower()  # lmms-eval hands over true as a bool
             self._rank = int(os.environ.get("RANK", 0))
             self._world_size = int(os.environ.get("WORLD_SIZE", 1))
             self._device = self._resolve_device()
@@ -162,6 +166,11 @@ class TextdomModel(lmms):
     #: the markers this family's thinking checkpoints write, when neither tokenizer nor chat template names them
     FAMILY_THINK_MARKERS: tuple[str, str] = ("<think>", "</think>")
 
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Per sample, where each non-text item's positions lie (``models/placement.py``), in sequence order.
+        A family that describes nothing gets each run of a class with its size only."""
+        return [run_items(prepared.classes, b) for b in range(len(batch))]
+
     #: name of the family's pruning method, recorded with the results ("cls" = FasterVLM)
     PRUNE_METHOD: str | None = None
 
@@ -178,6 +187,7 @@ class TextdomModel(lmms):
             "nontext_repeat": self.args.get("nontext_repeat", 1),
             "knockout_layers": format_layers(self.knockout),
             "key_stats": self.args["key_stats"],
+            "attention_maps": self.args["attention_maps"],
         }
 
     @property
@@ -187,9 +197,9 @@ class TextdomModel(lmms):
 
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
-        for name in ("key_stats", "knockout_score"):
-            if self.args[name] and not self.args["textdom"]:
-                raise UsageError(f"{self.MODEL_ID}: {name}=true records into the textdom payload; it needs textdom=true")
+        for name in ("key_stats", "knockout_score", "attention_maps"):
+            if self.args[name] not in (False, "false") and not self.args["textdom"]:
+                raise UsageError(f"{self.MODEL_ID}: {name}={self.args[name]} records into the textdom payload; it needs textdom=true")
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
@@ -324,9 +334,12 @@ class TextdomModel(lmms):
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
+        items, parts = self._map_plan(batch, prepared)
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
             if self.args["textdom"]:
-                with AttentionProbe(self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"]) as probe:
+                with AttentionProbe(
+                    self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"], attention_maps=items is not None, map_parts=parts
+                ) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
@@ -349,9 +362,10 @@ class TextdomModel(lmms):
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
+        maps = self._map_records(probe, lengths, items)
         answers = [
-            [text, encode_payload(s, {**run, **e}, per_sample=e, key_stats=k, knockout=f)]
-            for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
+            [text, encode_payload(s, {**run, **e}, per_sample=e, key_stats=k, knockout=f, attention_maps=m)]
+            for text, s, e, k, f, m in zip(texts, stats, extra, key_stats, effects, maps)
         ]
         return with_token_counts(answers, seen, lengths)
 
@@ -361,6 +375,19 @@ class TextdomModel(lmms):
             return None
         prompts = inputs.get("input_ids")  # left-padded: each row ends with its own prompt's last tokens
         return [self.thinking.rows(a, None if prompts is None else prompts[b].tolist()) for b, a in enumerate(answers)]
+
+    def _map_plan(self, batch: list[Request], prepared: Prepared) -> tuple[list | None, list | None]:
+        """(per-sample placement items, per-sample parts) when attention maps are asked, else (None, None)."""
+        if self.args["attention_maps"] == "false" or not self.args["textdom"]:
+            return None, None
+        items = self.map_items(batch, prepared)
+        return items, [parts_of(sample, prepared.classes.names[1:]) for sample in items]
+
+    def _map_records(self, probe: AttentionProbe, lengths: list[int], items: list | None) -> list[dict | None]:
+        if items is None:
+            return [None] * len(lengths)
+        maps = probe.attention_maps(lengths, quarters=self.args["attention_maps"] == "steps")
+        return [replace(m, items=sample).to_dict() for m, sample in zip(maps, items)]
 
     def response_batches(self, requests) -> list[list[int]]:
         """Indices of ``requests`` in the batches that ``generate_until`` runs."""
@@ -394,12 +421,20 @@ class TextdomModel(lmms):
         inputs = self._to_device(prepared.inputs)
         pad_id = self.pad_token_id
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
-        with torch.inference_mode(), AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe:
+        items, parts = self._map_plan(batch, prepared)
+        with torch.inference_mode(), AttentionProbe(
+            self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_parts=parts
+        ) as probe:  # fmt: skip
             self.model(**forced_inputs(self.model, inputs, tokens))
-        stats = probe.stats([len(a) for a in answers], self.segment_rows(answers, inputs))
+        lengths = [len(a) for a in answers]
+        stats = probe.stats(lengths, self.segment_rows(answers, inputs))
         run = {**self.settings(), "probe_path": probe.path, **run_settings}
         extra = prepared.sample_settings or [{}] * len(batch)
-        return [encode_payload(s, {**run, **e}, per_sample=e, answer=a) for s, e, a in zip(stats, extra, answer_records)]
+        maps = self._map_records(probe, lengths, items)
+        return [
+            encode_payload(s, {**run, **e}, per_sample=e, answer=a, attention_maps=m)
+            for s, e, a, m in zip(stats, extra, answer_records, maps)
+        ]
 
     def generate_until(self, requests) -> list:
         try:
