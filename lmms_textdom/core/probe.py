@@ -33,6 +33,7 @@ per generated token, kept per row until ``stats`` sums them (and bins them over 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import sys
@@ -91,6 +92,10 @@ KEY_OBSERVER = "textdom_key_observer"
 #: ``module.textdom_mask_edit(attention_mask, query, key) -> attention_mask`` edits what both the
 #: probe and the model's attention see (layer knock-outs).
 MASK_EDIT = "textdom_mask_edit"
+#: ``module.textdom_score_edit(scores, rows, first_key) -> scores`` edits the layer's pre-softmax scores
+#: (mitigation switches): the layer's attention is then computed by ``core/scored_attention.py``, and
+#: the probe applies the same edit to the rows it scores.
+SCORE_EDIT = "textdom_score_edit"
 
 
 def _analysis_hooks(module, query, key, attention_mask):
@@ -114,6 +119,11 @@ def _make_probe_function(inner: str):
         if recorder is not None:
             recorder.record(module, query, key, attention_mask, kwargs)
         forward = _eager_forward(module) if inner == "eager" else ALL_ATTENTION_FUNCTIONS[inner]
+
+        if SCORE_EDIT in module.__dict__:  # a layer with edited scores: its attention is computed here
+            from lmms_textdom.core.scored_attention import scored_attention
+
+            return scored_attention(module, query, key, value, attention_mask, module.__dict__[SCORE_EDIT], *args, **kwargs)
         if not reads_own_name:
             return forward(module, query, key, value, attention_mask, *args, **kwargs)
         # Flash attention picks its kernel by the config's implementation name: show it its own
@@ -289,11 +299,11 @@ def forced_row_chunk(batch: int, heads: int, kv_heads: int, head_dim: int, width
     return max(1, min(by_scores, by_bias))
 
 
-def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None) -> torch.Tensor:
+def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None, edit=None) -> torch.Tensor:
     """Attention probabilities of query rows, summed over heads: (batch, rows, keys) float32.
 
     query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
-    (None: every key visible).
+    (None: every key visible); ``edit(scores)``: a layer's score edit, bound to these rows and keys.
     Grouped by KV head, so grouped-query attention repeats no keys; KV heads in chunks of about
     ``PASS_BUDGET_BYTES`` of scratch (at least one head per chunk).
     """
@@ -315,6 +325,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
         scores = scores.view(batch, -1, group, rows, width)
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
+        if edit is not None:
+            scores = edit(scores)
         if bias is not None:  # it covers the last columns only
             scores[..., width - columns :] += bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk]
         summed = scores.softmax(-1).sum(dim=(1, 2))
@@ -335,6 +347,7 @@ class _Recorder:
         self.num_subclasses = len(classes.subclasses)
         self.prompt_len = classes.length
         self.heads = 0
+        self._edits: list = [None] * num_layers  # each layer's SCORE_EDIT, as set when the first pass starts
         self.cache = None  # the KV cache of the current generate call (seen by a pre-hook on the decoder)
         self.steps = 0
         self._call_start = 0  # first step of the current generate call
@@ -371,6 +384,7 @@ class _Recorder:
                     "build it from the sequence the language model sees (after placeholder expansion, pruning or replication)"
                 )
             self.heads = query.shape[1]
+            self._take_edits()
             # columns: classes, generated tokens, then the text sub-classes (already inside the text column)
             width = self.num_classes + 1 + self.num_subclasses
             self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, width, device=query.device)
@@ -464,6 +478,7 @@ class _Recorder:
                 f"{self.prompt_len} prompt positions need {expected}: the prompt and every answer token but the last"
             )
         self.heads = query.shape[1]
+        self._take_edits()
         width = self.num_classes + 1 + self.num_subclasses
         self._rows = torch.zeros(self.answer_rows, self.num_layers, batch, width, device=query.device)
         self.steps = self._pending_from = self.answer_rows  # nothing left for flush
@@ -501,10 +516,25 @@ class _Recorder:
             self._one_hot[key] = one_hot
         return one_hot
 
+    def _take_edits(self) -> None:
+        for module, layer in self.layer_of.items():
+            self._edits[layer] = module.__dict__.get(SCORE_EDIT)
+
+    def _bound_edit(self, layer: int, start: int, rows: int, first_position: int, device):
+        """The layer's score edit for the rows of steps start .. start + rows - 1 (None: no edit)."""
+        edit = self._edits[layer]
+        if edit is None:
+            return None
+        # a step's row is the query at position P - 1 + (step - first step of its generate call)
+        first = self.prompt_len - 1 - self._call_start + start
+        positions = torch.arange(first, first + rows, device=device)
+        return lambda scores: edit(scores, positions, first_position)
+
     def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
         """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
         start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
-        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        edit = self._bound_edit(layer, start, queries.shape[0], first_position, key.device)
+        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], edit)
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
@@ -660,6 +690,17 @@ class AttentionProbe:
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
         return self._recorder.stats(lengths)
+
+
+@contextlib.contextmanager
+def unprobed():
+    """Forward passes inside are not recorded by an active probe (a second model state stepping beside
+    the measured generate, e.g. contrastive decoding's)."""
+    token = _ACTIVE.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 #: How a sequence of a ``generate`` call ended (``output_ends``).

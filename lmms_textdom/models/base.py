@@ -6,6 +6,7 @@ batch of (context, visuals) into generate inputs plus the position-class map (``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from loguru import logger
 from lmms_eval.api.model import lmms
-from transformers import AutoConfig, AutoProcessor
+from transformers import AutoConfig, AutoProcessor, LogitsProcessorList
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from lmms_textdom.core.errors import UsageError, fail_loudly
@@ -31,6 +32,12 @@ from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, 
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
+from lmms_textdom.models.switch_args import SWITCH_ARGS
+from lmms_textdom.mitigations.attention import MASKED_IMPLEMENTATIONS, AttentionSwitches
+from lmms_textdom.mitigations.blind import blind_request
+from lmms_textdom.mitigations.contrastive import ContrastiveDecoding, SecondPass
+from lmms_textdom.mitigations.noise import Corruption, NoiseSite
+from lmms_textdom.mitigations.settings import SCALE, Switches, switches_from_args
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -60,6 +67,7 @@ COMMON_ARGS = (
     KNOCKOUT_SCORE,
     KEY_STATS,
     KEY_STATS_POSITIONS,
+    *SWITCH_ARGS,
 )
 
 
@@ -121,11 +129,12 @@ class TextdomModel(lmms):
             self.dtype = self._resolve_dtype()
             self.check_args()
             self.knockout = self._knockout_layers()
+            self.switches = self._switches()
             self.model, self.processor = self.load()
             self.model.eval()
             if self.args["device_map"] == "auto":
                 self._device = self.model.device
-            if self.args["textdom"] or self.knockout:
+            if self.args["textdom"] or self.knockout or self.switches.edits_attention:
                 install(self.model)
         except Exception as exc:
             fail_loudly(exc)
@@ -163,6 +172,7 @@ class TextdomModel(lmms):
             "nontext_repeat": self.args.get("nontext_repeat", 1),
             "knockout_layers": format_layers(self.knockout),
             "key_stats": self.args["key_stats"],
+            **self.switches.record(),
         }
 
     @property
@@ -183,6 +193,30 @@ class TextdomModel(lmms):
             return parse_layers(text, depth)
         except ValueError as exc:
             raise UsageError(f"{self.MODEL_ID}: model_arg knockout_layers={text!r} is invalid: {exc}") from None
+
+    def _switches(self) -> Switches:
+        """The mitigation switches, checked against the checkpoint's depth and this family (before any weights load)."""
+        try:
+            switches = switches_from_args(self.args, self.language_model_depth)
+        except ValueError as exc:
+            raise UsageError(f"{self.MODEL_ID}: {exc}") from None
+        if switches.boosts and switches.boost_mode == SCALE and self.args["attn_implementation"] not in MASKED_IMPLEMENTATIONS:
+            raise UsageError(
+                f"{self.MODEL_ID}: attn_boost_mode=scale adds a bias to the attention mask, which "
+                f"{self.args['attn_implementation']!r} attention does not take; use attn_implementation=sdpa or eager, or attn_boost_mode=pai"
+            )
+        if switches.contrasts and not self.NOISE_SITES:
+            raise UsageError(f"{self.MODEL_ID}: vcd_alpha needs a non-text encoder to noise, and this family names none; use vcd_alpha=0")
+        return switches
+
+    #: placeholders that the task's own text carries (blind=true cuts them from it)
+    CONTEXT_PLACEHOLDERS: tuple[str, ...] = ()
+    #: the non-text encoders whose input VCD noises: (attribute path from the adapter, input name, scaled
+    #: by the input's own spread: for inputs not of unit scale), see ``mitigations/noise.py``
+    NOISE_SITES: tuple[tuple[str, str, bool], ...] = ()
+
+    def noise_sites(self) -> list[NoiseSite]:
+        return [NoiseSite(functools.reduce(getattr, path.split("."), self), name, scaled) for path, name, scaled in self.NOISE_SITES]
 
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
@@ -264,6 +298,8 @@ class TextdomModel(lmms):
         out.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         if out.get("num_beams", 1) not in (1, None) and self.args["textdom"]:
             raise UsageError(f"{self.MODEL_ID}: textdom measures greedy or sampled decoding; the task asks num_beams={out['num_beams']}")
+        if out.get("num_beams", 1) not in (1, None) and self.switches.contrasts:
+            raise UsageError(f"{self.MODEL_ID}: vcd_alpha contrasts greedy or sampled decoding, not beam search (the task asks num_beams={out['num_beams']}); use vcd_alpha=0")
         if kw:
             logger.debug(f"{self.MODEL_ID}: ignoring generation kwargs {sorted(kw)}")
         if any(until):
@@ -290,6 +326,8 @@ class TextdomModel(lmms):
         return moved
 
     def _run_batch(self, batch: list[Request]) -> list:
+        if self.switches.blind:
+            batch = [blind_request(r, self.CONTEXT_PLACEHOLDERS) for r in batch]
         prepared = self.prepare(batch)
         gen, until = self.generation_kwargs(batch[0].gen_kwargs)
         inputs = self._to_device(prepared.inputs)
@@ -297,12 +335,17 @@ class TextdomModel(lmms):
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
-        with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
+        extra = {"logits_processor": LogitsProcessorList([self._contrast(batch, prepared, prompt_len)])} if self.switches.contrasts else {}
+        with (
+            torch.inference_mode(),
+            analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys,
+            AttentionSwitches(self.model, self.switches, prepared.classes),
+        ):
             if self.args["textdom"]:
                 with AttentionProbe(self.model, prepared.classes) as probe:
-                    out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
+                    out = self.model.generate(**inputs, **gen, pad_token_id=pad_id, **extra)
             else:
-                out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
+                out = self.model.generate(**inputs, **gen, pad_token_id=pad_id, **extra)
         new = out[:, prompt_len:]
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         # Rows end where each sequence finished: its EOS or the token completing a stop string.
@@ -327,6 +370,18 @@ class TextdomModel(lmms):
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
         return with_token_counts(answers, seen, lengths)
+
+    def _contrast(self, batch: list[Request], clean: Prepared, prompt_ids: int) -> ContrastiveDecoding:
+        """VCD's processor: the batch prepared again with its non-text input noised (pruning, if on, then
+        scores the noised input), stepped beside generate."""
+        switches = self.switches
+        corruption = Corruption(self.noise_sites(), switches.vcd_noise, switches.vcd_seed)
+        with torch.inference_mode(), corruption.active():
+            noised = self.prepare(batch)
+        if not torch.equal(noised.classes.ids, clean.classes.ids):
+            raise RuntimeError(f"{self.MODEL_ID}: the noised input gives another sequence layout than the clean one")
+        second = SecondPass(self.model, self._to_device(noised.inputs))
+        return ContrastiveDecoding(second, corruption, switches.vcd_alpha, switches.vcd_beta, prompt_ids)
 
     def response_batches(self, requests) -> list[list[int]]:
         """Indices of ``requests`` in the batches that ``generate_until`` runs."""
@@ -355,12 +410,17 @@ class TextdomModel(lmms):
 
     def measure_batch(self, batch: list[Request], answers: list[list[int]], run_settings: dict, answer_records: list[dict]) -> list[str]:
         """Payloads of given answers (token ids, each up to the token that ended it) to ``batch``: one
-        teacher-forced forward pass under the probe, with the rows generate would have recorded."""
+        teacher-forced forward pass under the probe, with the rows generate would have recorded (and the
+        attention switches, if on, in their layers)."""
         prepared = self.prepare(batch)
         inputs = self._to_device(prepared.inputs)
         pad_id = self.pad_token_id
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
-        with torch.inference_mode(), AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe:
+        with (
+            torch.inference_mode(),
+            AttentionSwitches(self.model, self.switches, prepared.classes),
+            AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe,
+        ):
             self.model(**forced_inputs(self.model, inputs, tokens))
         stats = probe.stats([len(a) for a in answers])
         run = {**self.settings(), "probe_path": probe.path, **run_settings}

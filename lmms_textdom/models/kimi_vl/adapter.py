@@ -39,6 +39,7 @@ class KimiVLTextdom(TextdomModel):
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "kimi_vl", "Kimi-VL"
+    NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
