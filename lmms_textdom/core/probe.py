@@ -299,11 +299,11 @@ def forced_row_chunk(batch: int, heads: int, kv_heads: int, head_dim: int, width
     return max(1, min(by_scores, by_bias))
 
 
-def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None, edit=None) -> torch.Tensor:
+def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None) -> torch.Tensor:
     """Attention probabilities of query rows, summed over heads: (batch, rows, keys) float32.
 
     query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
-    (None: every key visible); ``edit(scores)``: a layer's score edit, bound to these rows and keys.
+    (None: every key visible).
     Grouped by KV head, so grouped-query attention repeats no keys; KV heads in chunks of about
     ``PASS_BUDGET_BYTES`` of scratch (at least one head per chunk).
     """
@@ -325,8 +325,6 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
         scores = scores.view(batch, -1, group, rows, width)
         if softcap:
             scores = torch.tanh(scores / softcap) * softcap
-        if edit is not None:
-            scores = edit(scores)
         if bias is not None:  # it covers the last columns only
             scores[..., width - columns :] += bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk]
         summed = scores.softmax(-1).sum(dim=(1, 2))
@@ -516,28 +514,31 @@ class _Recorder:
             self._one_hot[key] = one_hot
         return one_hot
 
+    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
+        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
+        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
+        if self._edits[layer] is None:
+            per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        else:
+            per_position = self._edited_rows(start, layer, queries, key, bias, first_position)
+        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
+        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
+        self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+
+    # ----- score edits (``SCORE_EDIT``): the layers that carry one are scored as edited -----
+
     def _take_edits(self) -> None:
         for module, layer in self.layer_of.items():
             self._edits[layer] = module.__dict__.get(SCORE_EDIT)
 
-    def _bound_edit(self, layer: int, start: int, rows: int, first_position: int, device):
-        """The layer's score edit for the rows of steps start .. start + rows - 1 (None: no edit)."""
-        edit = self._edits[layer]
-        if edit is None:
-            return None
+    def _edited_rows(self, start: int, layer: int, queries, key, bias, first_position: int) -> torch.Tensor:
+        """``_softmax_rows`` of the rows of steps start, start + 1, ... with the layer's score edit."""
+        from lmms_textdom.core.scored_attention import edited_softmax_rows
+
         # a step's row is the query at position P - 1 + (step - first step of its generate call)
         first = self.prompt_len - 1 - self._call_start + start
-        positions = torch.arange(first, first + rows, device=device)
-        return lambda scores: edit(scores, positions, first_position)
-
-    def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
-        """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
-        start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
-        edit = self._bound_edit(layer, start, queries.shape[0], first_position, key.device)
-        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], edit)
-        one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
-        per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
-        self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+        rows = torch.arange(first, first + queries.shape[0], device=key.device)
+        return edited_softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], self._edits[layer], rows, first_position)
 
     @torch.no_grad()
     def flush(self) -> None:

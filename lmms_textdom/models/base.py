@@ -128,8 +128,8 @@ class TextdomModel(lmms):
             self._device = self._resolve_device()
             self.dtype = self._resolve_dtype()
             self.check_args()
-            self.knockout = self._knockout_layers()
             self.switches = self._switches()
+            self.knockout = self._knockout_layers()
             self.model, self.processor = self.load()
             self.model.eval()
             if self.args["device_map"] == "auto":
@@ -180,6 +180,32 @@ class TextdomModel(lmms):
         """Whether pruning or replication changes the non-text part of the input."""
         return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
 
+    def _switches(self) -> Switches:
+        """The mitigation switches, checked against the checkpoint's depth and this family (before any weights load)."""
+        try:
+            switches = switches_from_args(self.args, self.language_model_depth)
+        except ValueError as exc:
+            raise UsageError(f"{self.MODEL_ID}: {exc}") from None
+        if switches.boosts and switches.boost_mode == SCALE and self.args["attn_implementation"] not in MASKED_IMPLEMENTATIONS:
+            raise UsageError(
+                f"{self.MODEL_ID}: attn_boost_mode=scale adds a bias to the attention mask, which "
+                f"{self.args['attn_implementation']!r} attention does not take; use attn_implementation=sdpa or eager, or attn_boost_mode=pai"
+            )
+        if self.args.get("compile") and (switches.edits_attention or switches.contrasts):
+            raise UsageError(f"{self.MODEL_ID}: attn_boost, attn_shift and vcd_alpha run in eager decoding only; use compile=false with them")
+        if switches.contrasts and not self.NOISE_SITES:
+            raise UsageError(f"{self.MODEL_ID}: vcd_alpha needs a non-text encoder to noise, and this family names none; use vcd_alpha=0")
+        return switches
+
+    #: placeholders that the task's own text carries (blind=true cuts them from it)
+    CONTEXT_PLACEHOLDERS: tuple[str, ...] = ()
+    #: the non-text encoders whose input VCD noises: (attribute path from the adapter, input name, scaled
+    #: by the input's own spread: for inputs not of unit scale), see ``mitigations/noise.py``
+    NOISE_SITES: tuple[tuple[str, str, bool], ...] = ()
+
+    def noise_sites(self) -> list[NoiseSite]:
+        return [NoiseSite(functools.reduce(getattr, path.split("."), self), name, scaled) for path, name, scaled in self.NOISE_SITES]
+
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
         for name in ("key_stats", "knockout_score"):
@@ -193,30 +219,6 @@ class TextdomModel(lmms):
             return parse_layers(text, depth)
         except ValueError as exc:
             raise UsageError(f"{self.MODEL_ID}: model_arg knockout_layers={text!r} is invalid: {exc}") from None
-
-    def _switches(self) -> Switches:
-        """The mitigation switches, checked against the checkpoint's depth and this family (before any weights load)."""
-        try:
-            switches = switches_from_args(self.args, self.language_model_depth)
-        except ValueError as exc:
-            raise UsageError(f"{self.MODEL_ID}: {exc}") from None
-        if switches.boosts and switches.boost_mode == SCALE and self.args["attn_implementation"] not in MASKED_IMPLEMENTATIONS:
-            raise UsageError(
-                f"{self.MODEL_ID}: attn_boost_mode=scale adds a bias to the attention mask, which "
-                f"{self.args['attn_implementation']!r} attention does not take; use attn_implementation=sdpa or eager, or attn_boost_mode=pai"
-            )
-        if switches.contrasts and not self.NOISE_SITES:
-            raise UsageError(f"{self.MODEL_ID}: vcd_alpha needs a non-text encoder to noise, and this family names none; use vcd_alpha=0")
-        return switches
-
-    #: placeholders that the task's own text carries (blind=true cuts them from it)
-    CONTEXT_PLACEHOLDERS: tuple[str, ...] = ()
-    #: the non-text encoders whose input VCD noises: (attribute path from the adapter, input name, scaled
-    #: by the input's own spread: for inputs not of unit scale), see ``mitigations/noise.py``
-    NOISE_SITES: tuple[tuple[str, str, bool], ...] = ()
-
-    def noise_sites(self) -> list[NoiseSite]:
-        return [NoiseSite(functools.reduce(getattr, path.split("."), self), name, scaled) for path, name, scaled in self.NOISE_SITES]
 
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
