@@ -231,3 +231,24 @@ def test_generate_records_what_the_teacher_forced_pass_records(case, name, monke
             forced = forced_stats(model, inputs, classes, answers, pad)
         for got, want in zip(generated, forced):
             assert_same_record(got, want)
+
+
+def test_blind_has_no_nontext_position_and_the_same_text(tiny_llava_dir):
+    """LLaVA's blind prompt is its own text-only prompt; the task's tokens are the plain prompt's, id for id."""
+    from lmms_textdom.core.text_parts import TASK
+    from lmms_textdom.mitigations.blind import blind_request
+    from lmms_textdom.models.base import Request
+    from lmms_textdom.models.llava.adapter import LlavaHfTextdom
+
+    adapter = LlavaHfTextdom(pretrained=str(tiny_llava_dir), device="cpu", blind=True)
+    request = Request("which colour dominates the picture ? a red b blue", [random_image(1), random_image(2)], {}, {})
+    plain, blind = adapter.prepare([request]), adapter.prepare([blind_request(request)])
+    assert (plain.classes.ids > 0).sum() == 50 and not (blind.classes.ids > 0).any()
+    text_only = adapter.processor.tokenizer(adapter.prompt(request.context, 0), return_tensors="pt")["input_ids"]
+    assert torch.equal(blind.inputs["input_ids"], text_only)
+    task = [ids[parts.subclasses[TASK][0]].tolist() for ids, parts in ((plain.inputs["input_ids"][0], plain.classes), (blind.inputs["input_ids"][0], blind.classes))]
+    assert task[0] == task[1] and len(task[0]) > 5
+    # a family whose task text carries the placeholders: they go with the visuals
+    marked = Request("series one <ts><ts/> and two <ts><ts/>: which rises ?", [[1.0, 2.0], [3.0]], {"id": 1}, {"max_new_tokens": 3})
+    cut = blind_request(marked, ("<ts><ts/>",))
+    assert (cut.context, cut.visuals, cut.doc, cut.gen_kwargs) == ("series one  and two : which rises ?", [], {"id": 1}, {"max_new_tokens": 3})

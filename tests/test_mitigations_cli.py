@@ -143,7 +143,7 @@ def test_report_draws_the_sweep(sweep, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--vary", "attn_boost=-1"), "point 'attn_boost=-1': llava_hf_textdom: attn_boost=-1.0 with attn_boost_mode=pai"),
+        (("--vary", "attn_boost=-1"), "point 'attn_boost=-1': llava_hf_textdom: attn_boost=-1 with attn_boost_mode=pai"),
         (("--vary", "attn_shift=1:1,0:1"), "point 'attn_shift=0:1': llava_hf_textdom: model_arg attn_shift='0:1' is invalid"),
         (("--vary", "boost=1"), "--vary boost: llava_hf_textdom has no model_arg boost"),
         (("--vary", "attn_boost=0.2", "--model_args", "prune_ratio=0.5", "--blind"), "point 'blind': llava_hf_textdom: blind=true removes the non-text input"),
