@@ -108,11 +108,14 @@ class AttentionSwitches:
 
     def __init__(self, model, switches: Switches, classes: PositionClasses):
         self.model = model
-        after = AfterNontext(classes)
-        layers = language_model_layers(model)
         self.score_edits: dict[torch.nn.Module, object] = {}
         self.mask_edits: dict[torch.nn.Module, float] = {}
-        for module, layer in layers.items():
+        self._previous: dict[torch.nn.Module, object] = {}
+        self._installed_here = False
+        if not switches.edits_attention:  # neutral: nothing to build or install
+            return
+        after = self._after = AfterNontext(classes)
+        for module, layer in language_model_layers(model).items():
             edits = []
             if switches.shifts and layer in switches.shift_layers:
                 edits.append(ShiftScores(after, switches.enhance, switches.suppress))
@@ -123,9 +126,6 @@ class AttentionSwitches:
                     self.mask_edits[module] = switches.boost
             if edits:
                 self.score_edits[module] = edits[0] if len(edits) == 1 else ChainedScores(edits)
-        self._after = after
-        self._previous: dict[torch.nn.Module, object] = {}
-        self._installed_here = False
 
     def __enter__(self) -> "AttentionSwitches":
         if self.mask_edits:
