@@ -19,6 +19,12 @@ from lmms_eval.api.model import lmms
 from transformers import AutoConfig, AutoProcessor, LogitsProcessorList
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from lmms_textdom.mitigations.attention import MASKED_IMPLEMENTATIONS, AttentionSwitches
+from lmms_textdom.mitigations.blind import blind_request
+from lmms_textdom.mitigations.contrastive import ContrastiveDecoding, SecondPass
+from lmms_textdom.mitigations.noise import Corruption, NoiseSite
+from lmms_textdom.mitigations.settings import SCALE, Switches, switches_from_args
+from lmms_textdom.models.switch_args import SWITCH_ARGS
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.generation import generation_result, with_token_counts
 from lmms_textdom.integration.hook import encode_failure, encode_payload
@@ -32,12 +38,6 @@ from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, 
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
-from lmms_textdom.models.switch_args import SWITCH_ARGS
-from lmms_textdom.mitigations.attention import MASKED_IMPLEMENTATIONS, AttentionSwitches
-from lmms_textdom.mitigations.blind import blind_request
-from lmms_textdom.mitigations.contrastive import ContrastiveDecoding, SecondPass
-from lmms_textdom.mitigations.noise import Corruption, NoiseSite
-from lmms_textdom.mitigations.settings import SCALE, Switches, switches_from_args
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -63,11 +63,11 @@ COMMON_ARGS = (
         "on_sample_error", RECORD, "a request that fails on its own: record = empty answer and a failure record, "
         "left out of MDI/AEI, the run goes on; stop = end the run there, naming it", choices=(RECORD, STOP),
     ),
+    *SWITCH_ARGS,
     KNOCKOUT_LAYERS,
     KNOCKOUT_SCORE,
     KEY_STATS,
     KEY_STATS_POSITIONS,
-    *SWITCH_ARGS,
 )
 
 
@@ -206,6 +206,18 @@ class TextdomModel(lmms):
     def noise_sites(self) -> list[NoiseSite]:
         return [NoiseSite(functools.reduce(getattr, path.split("."), self), name, scaled) for path, name, scaled in self.NOISE_SITES]
 
+    def _contrast(self, batch: list[Request], clean: Prepared, prompt_ids: int) -> ContrastiveDecoding:
+        """VCD's processor: the batch prepared again with its non-text input noised (pruning, if on, then
+        scores the noised input), stepped beside generate."""
+        switches = self.switches
+        corruption = Corruption(self.noise_sites(), switches.vcd_noise, switches.vcd_seed)
+        with torch.inference_mode(), corruption.active():
+            noised = self.prepare(batch)
+        if not torch.equal(noised.classes.ids, clean.classes.ids):
+            raise RuntimeError(f"{self.MODEL_ID}: the noised input gives another sequence layout than the clean one")
+        second = SecondPass(self.model, self._to_device(noised.inputs))
+        return ContrastiveDecoding(second, corruption, switches.vcd_alpha, switches.vcd_beta, prompt_ids)
+
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
         for name in ("key_stats", "knockout_score"):
@@ -337,17 +349,14 @@ class TextdomModel(lmms):
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
-        extra = {"logits_processor": LogitsProcessorList([self._contrast(batch, prepared, prompt_len)])} if self.switches.contrasts else {}
-        with (
-            torch.inference_mode(),
-            analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys,
-            AttentionSwitches(self.model, self.switches, prepared.classes),
-        ):
+        if self.switches.contrasts:  # VCD's second pass steps beside generate (knockout_score, which reuses gen, is refused with it)
+            gen["logits_processor"] = LogitsProcessorList([self._contrast(batch, prepared, prompt_len)])
+        with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions, self.switches) as keys:
             if self.args["textdom"]:
                 with AttentionProbe(self.model, prepared.classes) as probe:
-                    out = self.model.generate(**inputs, **gen, pad_token_id=pad_id, **extra)
+                    out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
-                out = self.model.generate(**inputs, **gen, pad_token_id=pad_id, **extra)
+                out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
         new = out[:, prompt_len:]
         texts = [cut_at_stop(t, until) for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
         # Rows end where each sequence finished: its EOS or the token completing a stop string.
@@ -372,18 +381,6 @@ class TextdomModel(lmms):
             for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
         ]
         return with_token_counts(answers, seen, lengths)
-
-    def _contrast(self, batch: list[Request], clean: Prepared, prompt_ids: int) -> ContrastiveDecoding:
-        """VCD's processor: the batch prepared again with its non-text input noised (pruning, if on, then
-        scores the noised input), stepped beside generate."""
-        switches = self.switches
-        corruption = Corruption(self.noise_sites(), switches.vcd_noise, switches.vcd_seed)
-        with torch.inference_mode(), corruption.active():
-            noised = self.prepare(batch)
-        if not torch.equal(noised.classes.ids, clean.classes.ids):
-            raise RuntimeError(f"{self.MODEL_ID}: the noised input gives another sequence layout than the clean one")
-        second = SecondPass(self.model, self._to_device(noised.inputs))
-        return ContrastiveDecoding(second, corruption, switches.vcd_alpha, switches.vcd_beta, prompt_ids)
 
     def response_batches(self, requests) -> list[list[int]]:
         """Indices of ``requests`` in the batches that ``generate_until`` runs."""

@@ -35,11 +35,11 @@ CHAT_END = "<|im_end|>"
 
 class KimiVLTextdom(TextdomModel):
     MODEL_ID = "kimi_vl_textdom"
+    NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
     DEFAULT_PRETRAINED = "moonshotai/Kimi-VL-A3B-Instruct"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "kimi_vl", "Kimi-VL"
-    NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
