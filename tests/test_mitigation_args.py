@@ -142,3 +142,20 @@ def test_yes_ratio_and_per_sample_scores():
     assert per_sample_score({"id": 3, "score": 1.0}) == 1.0 and per_sample_score(0) == 0.0 and per_sample_score(True) == 1.0
     assert per_sample_score([1, 0, None, 1]) == pytest.approx(2 / 3) and per_sample_score("n/a") is None
     assert per_sample_score(math.nan) is None
+
+
+def test_a_grid_has_every_combination_and_a_greedy_baseline():
+    """Token budgets sweep like any other model_arg; the baseline keeps the generation settings, decoded greedily."""
+    from lmms_textdom.sweeps.sweep import greedy, grid_points, parse_vary, split_args
+
+    varied = parse_vary(["max_frames=4,8", "attn_shift=1:1,1.2:0.9"])
+    points = grid_points(varied, [("vcd_beta", "0.2")])
+    assert [p.name for p in points] == ["max_frames=4, attn_shift=1:1", "max_frames=4, attn_shift=1.2:0.9", "max_frames=8, attn_shift=1:1", "max_frames=8, attn_shift=1.2:0.9"]
+    assert points[1].model_args == "vcd_beta=0.2,max_frames=4,attn_shift=1.2:0.9" and points[1].folder == "max_frames=4__attn_shift=1.2-0.9"
+    assert len({p.folder for p in points}) == 4
+    assert split_args(greedy("max_new_tokens=16,temperature=0.7,do_sample=true,top_p=0.9")) == [
+        ("max_new_tokens", "16"), ("do_sample", "false"), ("temperature", "0"),
+    ]  # fmt: skip
+    for bad, message in ((["x"], "--vary takes KEY=v1,v2"), (["a=1", "a=2"], "names a twice"), (["a=1,1"], "repeats a value")):
+        with pytest.raises(UsageError, match=message):
+            parse_vary(bad)

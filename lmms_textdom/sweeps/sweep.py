@@ -71,6 +71,16 @@ def greedy(gen_kwargs: str | None) -> str:
     return join_args([*kept, ("do_sample", "false"), ("temperature", "0")])
 
 
+def grid_points(varied: list[tuple[str, list[str]]], switched=()) -> list[Point]:
+    """One point per combination of the varied values (the first key slowest), each also carrying
+    ``switched``: the shared model_args' switches, which the baseline goes without."""
+    points = []
+    for values in itertools.product(*[v for _, v in varied]):
+        point = list(zip([k for k, _ in varied], values))
+        points.append(Point(", ".join(f"{k}={v}" for k, v in point), slug(point), join_args([*switched, *point])))
+    return points
+
+
 def check_points(model: str, points: list[Point], shared: str, depth) -> None:
     """Every point's model_args as the adapter will read them, before any run (UsageError naming the point)."""
     from lmms_eval.utils import simple_parse_args_string
@@ -120,10 +130,7 @@ def run_sweep(
     switched = [(k, v) for k, v in pairs if k in SWITCH_ARGS and k not in dict(varied)]  # every point's, not the baseline's
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "sweep"
     grid = make_grid(model, pretrained, join_args(shared), tasks, output, gen_kwargs, limit, batch_size, device, model_class(model).DEFAULT_TASK)
-    points = []
-    for values in itertools.product(*[v for _, v in varied]):
-        point = list(zip([k for k, _ in varied], values))
-        points.append(Point(", ".join(f"{k}={v}" for k, v in point), slug(point), join_args([*switched, *point])))
+    points = grid_points(varied, switched)
     baseline = Point(BASELINE, BASELINE, "", greedy(grid.gen_kwargs))
     extra = [Point(BLIND, BLIND, "blind=true", greedy(grid.gen_kwargs))] if blind else []
     from lmms_textdom.sweeps.knockout import language_model_depth
