@@ -252,3 +252,33 @@ def test_blind_has_no_nontext_position_and_the_same_text(tiny_llava_dir):
     marked = Request("series one <ts><ts/> and two <ts><ts/>: which rises ?", [[1.0, 2.0], [3.0]], {"id": 1}, {"max_new_tokens": 3})
     cut = blind_request(marked, ("<ts><ts/>",))
     assert (cut.context, cut.visuals, cut.doc, cut.gen_kwargs) == ("series one  and two : which rises ?", [], {"id": 1}, {"max_new_tokens": 3})
+
+
+def test_scored_attention_reads_every_mask_form_alike(tiny_llama):
+    """The edited layers' own attention gives the same output whether the backend handed over a 4-D mask
+    (sdpa, eager), flash attention's 2-D padding mask, or none (no padding), prefill and decoding alike."""
+    from lmms_textdom.core.scored_attention import scored_attention
+
+    model, _ = tiny_llama
+    module = next(iter(language_model_layers(model)))
+    generator = torch.Generator().manual_seed(0)
+    batch, heads, kv_heads, dim, keys = 2, 8, 2, 8, 9
+    query = torch.randn(batch, heads, keys, dim, generator=generator)
+    key = torch.randn(batch, kv_heads, keys, dim, generator=generator)
+    value = torch.randn(batch, kv_heads, keys, dim, generator=generator)
+    padding = torch.ones(batch, keys, dtype=torch.long)
+    padding[0, :3] = 0  # left padding of the first sequence
+    causal = torch.arange(keys)[None, :] <= torch.arange(keys)[:, None]
+    dense = (causal[None, None] & padding[:, None, None, :].bool()).expand(batch, 1, keys, keys)
+
+    def edit(scores, rows, first_key):  # any edit: a row- and column-dependent one
+        return scores * (1 + 0.1 * rows[:, None]) + 0.05 * torch.arange(first_key, first_key + scores.shape[-1])
+
+    for queries in (keys, 1):  # prefill, then one decoding step
+        q = query[:, :, -queries:]
+        four_d, _ = scored_attention(module, q, key, value, dense[:, :, -queries:], edit, scaling=0.3)
+        two_d, _ = scored_attention(module, q, key, value, padding, edit, scaling=0.3)
+        real = padding[:, -queries:].bool()
+        torch.testing.assert_close(two_d[real], four_d[real])
+        unpadded, _ = scored_attention(module, q[1:], key[1:], value[1:], None, edit, scaling=0.3)
+        torch.testing.assert_close(unpadded, four_d[1:])

@@ -25,7 +25,7 @@ from lmms_textdom.core.probe import PASS_BUDGET_BYTES, BlockMask, ProbeError, _f
 _UNSUPPORTED_KWARGS = ("s_aux", "sinks")
 
 
-def _mask_rows(mask, start: int, rows: int, first_row: int, width: int, window, device) -> torch.Tensor | None:
+def _mask_rows(mask, start: int, rows: int, first_row: int, width: int, device) -> torch.Tensor | None:
     """(batch or 1, 1 or heads, rows, width) additive float32 bias of query rows start .. start + rows - 1 of this call."""
     if isinstance(mask, torch.Tensor) and mask.dim() == 4:
         part = mask[:, :, start : start + rows, :width]
@@ -33,7 +33,7 @@ def _mask_rows(mask, start: int, rows: int, first_row: int, width: int, window, 
             return part.float()
         return torch.zeros(part.shape, dtype=torch.float32, device=device).masked_fill_(~part.bool(), float("-inf"))
     # no mask (sdpa's causal fast path) or flash attention's 2-D padding mask: causal limits by position
-    return _forced_bias(mask, first_row + start, rows, width, window, device)
+    return _forced_bias(mask, first_row + start, rows, width, None, device)  # no window: score edits refuse sliding windows
 
 
 def scored_attention(module, query, key, value, attention_mask, edit, scaling=None, dropout=0.0, softcap=None, sliding_window=None, **kwargs):
@@ -61,7 +61,7 @@ def scored_attention(module, query, key, value, attention_mask, edit, scaling=No
             scores = torch.tanh(scores / softcap) * softcap
         positions = torch.arange(first_row + start, first_row + start + rows, device=query.device)
         scores = edit(scores, positions, 0)
-        bias = _mask_rows(attention_mask, start, rows, first_row, key_len, None, query.device)
+        bias = _mask_rows(attention_mask, start, rows, first_row, key_len, query.device)
         if bias is not None:
             # the float minimum, not -inf (as transformers' masks): a padding row that sees no key gets a
             # uniform softmax, not NaN, which would reach later rows through its zero-weighted values
