@@ -8,9 +8,16 @@ Two CPU regimes: ``mid`` (8 layers, hidden 512) is compute-bound, each layer's a
 the probe's fixed per-call cost; ``deep-narrow`` (32 layers, hidden 64) is dispatch-bound like
 batch-1 decoding of a 7B model on a GPU, where every extra tensor operation per layer and token shows.
 
+``--paired``: plain sdpa and the probe in one process, their timed calls alternating; a probed call
+is the whole of what a user pays: ``AttentionProbe`` set-up, ``generate`` and ``probe.stats()``
+(the deferred scoring runs at the end of generate and in stats). ``--invocations N`` repeats each
+paired cell in N separate processes and reports their median. ``--compiled``: both sides decode
+with a static cache and the decoding step compiled (inductor; the warm-up call compiles).
+
     python benchmarks/bench_probe.py                      # CPU, compute-bound (about 10 minutes on 2 cores)
     python benchmarks/bench_probe.py --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu
-    python benchmarks/bench_probe.py --paired --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu --stat min --repeats 7
+    python benchmarks/bench_probe.py --paired --invocations 3 --shape deep-narrow --lengths 700 4096 --new-tokens 48 --threads 1 --clock cpu --stat min --repeats 7
+    python benchmarks/bench_probe.py --paired --compiled --invocations 3 --shape deep-narrow --lengths 700 --new-tokens 48 --threads 1 --clock cpu --stat min --repeats 7
     python benchmarks/bench_probe.py --gpu                # every GPU row of RESULTS.md in one run (bf16, random weights)
 """
 
@@ -52,6 +59,8 @@ GPU_PLAN = (
     ("qwen2.5-vl-7b", 16384, 1),
 )
 GPU_METHODS = ("sdpa", "probe", "flash", "probe-flash")
+#: compiled decoding (static cache, inductor with CUDA graphs), paired: (shape, prompt tokens, batch)
+GPU_COMPILED_PLAN = (("llava-7b", 700, 1), ("llava-7b", 700, 8))
 
 
 def run_one(args) -> dict:
@@ -110,13 +119,24 @@ def run_paired(args) -> dict:
 
     torch.set_grad_enabled(False)
     use_threads(args)
-    plain, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
-    probed, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    cpu = args.device == "cpu"
+    torch.set_default_dtype(getattr(torch, args.dtype))
+    with torch.device(args.device):
+        plain, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+        probed, _ = build_llama(**SHAPES[args.shape], initializer_range=0.02)
+    torch.set_default_dtype(torch.float32)
     install(probed)
     ids = torch.randint(10, plain.config.vocab_size, (args.batch, args.length), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(args.device)
     mask = torch.ones_like(ids)
     classes = PositionClasses(("text", "image"), (torch.arange(args.length) >= TEXT_TOKENS).long().expand(args.batch, -1))
     kwargs = dict(input_ids=ids, attention_mask=mask, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
+    if args.compiled:
+        from lmms_textdom.core.compiled import compiled_decoding
+
+        kwargs.update(compiled_decoding())  # each model compiles in its warm-up call below
+
+    sync = (lambda: None) if cpu else torch.cuda.synchronize
 
     def with_probe():
         with AttentionProbe(probed, classes) as probe:
@@ -124,15 +144,26 @@ def run_paired(args) -> dict:
         probe.stats()
         return probe.path
 
+    compile_start = time.perf_counter()
     path = with_probe()
     plain.generate(**kwargs)
+    sync()
+    warm_up = time.perf_counter() - compile_start  # compiled: both models' compilation
     now, times = CLOCKS[args.clock], {"sdpa": [], "probe": []}
     for _ in range(args.repeats):
         for name, fn in (("sdpa", lambda: plain.generate(**kwargs)), ("probe", with_probe)):
             start = now()
             fn()
+            sync()
             times[name].append(now() - start)
     summary = {name: STATS[args.stat](t) for name, t in times.items()}
+    layer_tokens = plain.config.num_hidden_layers * args.new_tokens
+    cell = {
+        "length": args.length, "batch": args.batch, **summary, "ratio": summary["probe"] / summary["sdpa"],
+        "us_per_layer_token": 1e6 * (summary["probe"] - summary["sdpa"]) / layer_tokens, "warm_up": warm_up, "probe_path": path,
+    }  # fmt: skip
+    if not cpu:  # the probe's CPU time says little where the GPU runs behind
+        return cell
     # Then the probe's own CPU time inside each probed generate, against the rest of that same
     # generate: both halves see the same load, so this share is steady where whole runs are not.
     own = time_inside_probe()
@@ -143,7 +174,8 @@ def run_paired(args) -> dict:
         total = time.thread_time() - start
         shares.append(own[0] / (total - own[0]))
     share = statistics.median(shares)
-    return {"length": args.length, "batch": args.batch, **summary, "ratio": summary["probe"] / summary["sdpa"], "own_share": share, "probe_path": path}
+    own = 1e6 * share * summary["probe"] / (1 + share) / layer_tokens
+    return {**cell, "own_share": share, "own_us_per_layer_token": own}
 
 
 def time_inside_probe() -> list[float]:
@@ -175,19 +207,38 @@ def time_inside_probe() -> list[float]:
     return spent
 
 
+def paired_row(label, cell: dict) -> str:
+    own = f"{100 * cell['own_share']:.1f} % ({cell['own_us_per_layer_token']:.1f} µs)" if "own_share" in cell else "not measured on a GPU"
+    return (
+        f"| {label} | {cell['sdpa']:.3f} s | {cell['probe']:.3f} s | **{cell['ratio']:.3f}x** | {cell['us_per_layer_token']:.1f} µs "
+        f"| {own} | {cell['warm_up']:.0f} s |"
+    )
+
+
 def print_paired(args) -> None:
-    print(settings_line(args) + f" batch={args.batch}, sdpa and probe alternating in one process")
-    print("| prompt S | plain sdpa | probe | probe / plain | probe's own CPU time / rest of the probed generate |")
-    print("|---|---|---|---|---|")
+    decoding = "compiled decoding (static cache, inductor)" if args.compiled else "eager decoding"
+    print(settings_line(args) + f" batch={args.batch}, {decoding}, sdpa and probe alternating in one process, {args.invocations} invocation(s)")
+    print(
+        "| prompt S | plain sdpa | probe (set-up + generate + stats) | probe / plain | extra per layer and token "
+        "| probe's own CPU time / rest of the probed generate (per layer and token) | warm-up (compilation) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    flags = ["--paired", "--batch", str(args.batch)] + (["--compiled"] if args.compiled else [])
     for length in args.lengths:
-        cell = run_fresh(__file__, args, "--paired", "--length", str(length), "--batch", str(args.batch))
-        if "error" in cell:
-            print(f"| {length} | failed: {cell['error']} | | |", flush=True)
-            continue
-        print(
-            f"| {length} | {cell['sdpa']:.3f} s | {cell['probe']:.3f} s | **{cell['ratio']:.3f}x** | {100 * cell['own_share']:.1f} % |",
-            flush=True,
-        )
+        cells = []
+        for i in range(args.invocations):
+            cell = run_fresh(__file__, args, *flags, "--length", str(length))
+            if "error" in cell:
+                print(f"| {length} | failed: {cell['error']} | | | | | |", flush=True)
+                continue
+            cells.append(cell)
+            if args.invocations > 1:
+                print(paired_row(f"{length} (#{i + 1})", cell), flush=True)
+        if len(cells) > 1:
+            median = {key: statistics.median(c[key] for c in cells) for key in cells[0] if isinstance(cells[0][key], float)}
+            print(paired_row(f"**{length}, median of {len(cells)}**", median), flush=True)
+        elif cells:
+            print(paired_row(length, cells[0]), flush=True)
 
 
 def print_table(args, lengths, batch: int, methods) -> None:
@@ -209,6 +260,8 @@ def main() -> None:
     parser.add_argument("--eager-max-length", type=int, default=4096, help="skip eager above this (it needs O(S^2) memory)")
     parser.add_argument("--gpu", action="store_true", help="the GPU rows: cuda, bfloat16, " + ", ".join(f"{s} S={n} B={b}" for s, n, b in GPU_PLAN))
     parser.add_argument("--paired", action="store_true", help="sdpa and probe alternating in one process (steadier ratio)")
+    parser.add_argument("--invocations", type=int, default=1, help="--paired: separate processes per cell, then their median")
+    parser.add_argument("--compiled", action="store_true", help="--paired: compiled decoding on both sides (static cache, inductor)")
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -224,6 +277,10 @@ def main() -> None:
     for shape, length, batch in GPU_PLAN:
         args.shape = shape
         print_table(args, [length], batch, GPU_METHODS)
+    args.compiled, args.invocations, args.clock = True, 1, "wall"
+    for shape, length, batch in GPU_COMPILED_PLAN:
+        args.shape, args.lengths, args.batch = shape, [length], batch
+        print_paired(args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 date -u
 "$python" gpu_checks.py
+# bench_probe.py --gpu ends with compiled decoding (static cache, inductor with CUDA graphs), plain vs
+# probe at LLaVA-1.5-7B shape, 700 tokens, batch 1 and 8: four compilations of the 7B graph (~4 minutes)
 "$python" bench_probe.py --gpu --repeats 2 --new-tokens 32
 "$python" bench_pruning.py --shape llava-7b --device cuda --dtype bfloat16 --ratios 0 0.9 --repeats 3
 "$python" bench_measure.py --gpu --repeats 3

@@ -150,8 +150,9 @@ def settings_line(args) -> str:
 def compare_methods(script: str, args, methods: tuple[str, ...], flags: tuple[str, ...], eager_skipped: str = "") -> tuple[dict, str]:
     """Each asked-for method run fresh with ``flags``; eager not run when ``eager_skipped`` says why.
 
-    Returns the raw cells and the table cells joined with ``|`` (plain sdpa is the reference).
+    Returns the raw cells and the table cells joined with ``|`` (plain sdpa is the reference, else the first method).
     """
     asked = [m for m in methods if m in args.methods]
     cells = {m: run_fresh(script, args, "--method", m, *flags) for m in asked if not (m == "eager" and eager_skipped)}
-    return cells, " | ".join(table_cell(cells.get(m), cells.get("sdpa"), eager_skipped) for m in asked)
+    base = cells.get("sdpa", cells.get(asked[0]))
+    return cells, " | ".join(table_cell(cells.get(m), base, eager_skipped) for m in asked)

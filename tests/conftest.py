@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from PIL import Image
+import os
+import tempfile
 
-from lmms_textdom.tiny import build_llama, build_llava
-from lmms_textdom.tiny.iemocap_data import synthetic_clip
+# CI runs on a clean machine: a hub or datasets cache that earlier runs left here must not let a test pass
+# that fails there, so every session gets an empty Hugging Face home (set before anything imports datasets).
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="textdom-hf-home-")
+for _key in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "TRANSFORMERS_CACHE"):
+    os.environ.pop(_key, None)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from lmms_textdom.tiny import build_llama, build_llava  # noqa: E402
+from lmms_textdom.tiny.iemocap_data import synthetic_clip  # noqa: E402
 
 
 def random_image(seed: int, size: int = 30) -> Image.Image:
@@ -118,6 +127,14 @@ def tiny_qwen_dir(tmp_path_factory):
     from lmms_textdom.tiny.qwen2_5_vl import save_qwen2_5_vl
 
     return save_qwen2_5_vl(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_thinking_dir(tmp_path_factory):
+    """A saved tiny Qwen2.5-VL thinking release: ``<think>``/``</think>`` added tokens, a template that opens the thinking."""
+    from lmms_textdom.tiny.qwen2_5_vl import save_qwen2_5_vl
+
+    return save_qwen2_5_vl(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2.5-vl-thinking", thinking=True)
 
 
 @pytest.fixture(scope="session")

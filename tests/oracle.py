@@ -75,14 +75,15 @@ def paper_values(masses: np.ndarray, n_text: int, n_image: int) -> dict[str, flo
     return out
 
 
-def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=()):
+def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: int, lengths, max_new_tokens: int, subclasses=(), **generate_kwargs):
     """Returns (sequences, per sample an (rows, layers, classes + 1 + subclasses) array) from an eager copy
     of ``model``: each output row's mass per class, then on generated positions, then on each (batch, seq)
-    bool mask of ``subclasses``."""
+    bool mask of ``subclasses``. ``generate_kwargs`` go to generate (e.g. a logits processor that forces tokens)."""
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     out = eager.generate(
-        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True,
+        **generate_kwargs,
     )
     prompt_len = class_ids.shape[1]
     num_layers = len(out.attentions[0])
@@ -100,4 +101,26 @@ def eager_row_masses(model, inputs: dict, class_ids: torch.Tensor, num_classes: 
                 for j, mask in enumerate(subclasses):
                     masses[t, layer, num_classes + 1 + j] = padded[:prompt_len][mask[b]].sum().item()
         result.append(masses)
+    return out.sequences, result
+
+
+def eager_position_rows(model, inputs: dict, prompt_len: int, lengths, max_new_tokens: int):
+    """Returns (sequences, per sample an (rows, layers, prompt_len) array): the attention each prompt
+    position received from each of the sample's first ``lengths[b]`` output rows, summed over heads,
+    from an eager copy of ``model`` (transformers' ``output_attentions``)."""
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    out = eager.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_attentions=True, return_dict_in_generate=True
+    )
+    num_layers = len(out.attentions[0])
+    result = []
+    for b, n in enumerate(lengths):
+        rows = np.zeros((n, num_layers, prompt_len))
+        for t, step in enumerate(out.attentions[:n]):
+            for layer, attn in enumerate(step):
+                row = attn[b, :, -1, :].double().sum(0)
+                padded = torch.cat([row.new_zeros(prompt_len + t - row.shape[0]), row])  # sliding windows: right-aligned
+                rows[t, layer] = padded[:prompt_len].numpy()
+        result.append(rows)
     return out.sequences, result

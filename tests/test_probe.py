@@ -313,3 +313,11 @@ def test_answer_of_any_length_at_batch_one_matches_eager(new_tokens):
     sequences, (rows,) = eager_row_masses(model, inputs, classes.ids, 2, [new_tokens], new_tokens)
     assert torch.equal(sequences, out)
     np.testing.assert_allclose(np.column_stack([stats.mass, stats.generated]), rows.sum(0), atol=1e-5, rtol=0)
+
+
+def test_passes_scored_in_blocks_of_heads_and_rows_match_eager(tiny_llama, monkeypatch):
+    """A long prompt's pass goes in blocks that fit a CPU's caches: here a block of one KV head and one row."""
+    monkeypatch.setattr(probe_module, "CPU_BLOCK_BYTES", 1)
+    model, tok = tiny_llama
+    inputs, classes = llama_padded_batch(tok)
+    assert_matches_eager(model, inputs, classes, tok.pad_token_id, path="deferred")

@@ -197,13 +197,11 @@ def test_folder_holds_exactly_what_the_record_says(checkpoint):
         assert NAMES in present and "derived" in checkpoint.path("SOURCES").read_text().lower()
 
 
-def cases(*needed: str, family: type | None = None, known: dict[type, str] | None = None):
+def cases(*needed: str, family: type | None = None):
     """The checkpoints (of ``family``, default any) that hold ``needed``; the others' missing files are
-    in NOT_FOUND, which the test above holds the folders to. ``known``: family -> the issue item of a
-    defect fixed elsewhere that makes the check fail today (a strict xfail: it must fail until fixed)."""
-    known = known or {}
+    in NOT_FOUND, which the test above holds the folders to."""
     return [
-        pytest.param(c, id=checkpoint_id(c), marks=[pytest.mark.xfail(strict=True, reason=known[c.adapter])] if c.adapter in known else [])
+        pytest.param(c, id=checkpoint_id(c))
         for c in CHECKPOINTS
         if c.adapter is not None and c.has(*needed) and family in (None, c.adapter)
     ]
@@ -317,12 +315,7 @@ def test_config_translation_accepts_the_real_config(checkpoint):
     assert meta_model(checkpoint).config.get_text_config().num_hidden_layers > 0  # the class takes the translation
 
 
-#: issue 23 item 1: knockout_layers reads the depth through ``get_text_config()``, which the dict that
-#: Kimi-VL's (and GraphGPT's) ``checkpoint_config()`` returns does not have
-KNOCKOUT_DEPTH_FROM_DICT = "issue 23 item 1: knockout_layers calls get_text_config() on the dict checkpoint_config() returns"
-
-
-@pytest.mark.parametrize("checkpoint", cases("config.json", known={KimiVLTextdom: KNOCKOUT_DEPTH_FROM_DICT}))
+@pytest.mark.parametrize("checkpoint", cases("config.json"))
 def test_knockout_layers_range_is_the_real_depth(checkpoint):
     """knockout_layers is checked (before any weight loads) against the layers the real model has."""
     depth = len(meta_model(checkpoint).model.language_model.layers)

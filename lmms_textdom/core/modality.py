@@ -7,7 +7,7 @@ the processor expanded placeholders, after pruning or replication), one class in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 import torch
@@ -24,6 +24,12 @@ class PositionClasses:
     #: optional named subsets of the text positions, each a (batch, seq) bool mask (e.g. numbers
     #: written as text); the probe records their mass apart, the headline metrics ignore them
     subclasses: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    #: optional, set where non-text items were pruned or replicated (``editing/sequence.py``): per
+    #: position, (batch, seq) long, the number of its item among the sample's items of its class and its
+    #: index in that item as the processor laid it out; -1 on text and padding. None: nothing was
+    #: edited, each item's positions are its layout in order (attention maps place positions by these)
+    item_index: torch.Tensor | None = None
+    item_offset: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         names = check_classes(self.names)
@@ -44,6 +50,16 @@ class PositionClasses:
                 raise ValueError(f"subclass {name!r} must mark text positions only")
             subclasses[name] = mask
         object.__setattr__(self, "subclasses", subclasses)
+        if (self.item_index is None) != (self.item_offset is None):
+            raise ValueError("item_index and item_offset come together")
+        for name in ("item_index", "item_offset"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, torch.Tensor) or value.shape != ids.shape):
+                raise ValueError(f"{name} must be a {tuple(ids.shape)} tensor")
+
+    def with_subclasses(self, subclasses: Mapping[str, torch.Tensor]) -> "PositionClasses":
+        """The same map with these text sub-classes instead (item placement kept)."""
+        return replace(self, subclasses=subclasses)
 
     @property
     def batch_size(self) -> int:

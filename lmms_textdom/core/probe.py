@@ -24,7 +24,8 @@ Two paths compute that row's softmax, exactly the same way:
 
 Either way each row is reduced to per-class sums, one (layers, batch, classes + 1) float32 record
 per generated token, kept per row until ``stats`` sums them (and bins them over the answer,
-``core/stepwise.py``); no sequence x sequence matrix exists.
+``core/stepwise.py``); with ``attention_maps=True`` the same rows are also reduced per non-text
+position (``core/position_maps.py``). No sequence x sequence matrix exists.
 
     with AttentionProbe(model, classes) as probe:
         out = model.generate(**inputs)
@@ -37,17 +38,23 @@ import contextlib
 import contextvars
 import itertools
 import sys
+import weakref
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
+from torch.compiler import is_compiling
 from transformers import AttentionInterface
 from transformers.cache_utils import Cache, DynamicLayer, StaticLayer
 from transformers.generation.stopping_criteria import StopStringCriteria
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from lmms_textdom.core.attention_maps import AttentionMaps
 from lmms_textdom.core.modality import PositionClasses
+from lmms_textdom.core.position_maps import PositionMaps
 from lmms_textdom.core.metrics import layer_groups
+from lmms_textdom.core.segments import SegmentRows, Segments
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.stepwise import GENERATED, StepMasses
 
@@ -62,6 +69,10 @@ _ACTIVE: contextvars.ContextVar["_Recorder | None"] = contextvars.ContextVar("lm
 FLUSH_STEPS = 32
 #: Float32 scratch memory one batched pass may use (scores and upcast keys); larger passes are chunked.
 PASS_BUDGET_BYTES = 256 * 2**20
+#: On a CPU, blocks of a pass stay within this, about a core's L2 cache: the scores are read three
+#: times, and a block that spills runs several times slower on a busy machine (32 rows x 4k keys: 4x;
+#: quiet, blocks cost up to 20 % more). GPUs take a pass in as few blocks as fit.
+CPU_BLOCK_BYTES = 2**20
 #: Cache layers that hold every key of the sequence until generate returns (deferred path).
 _FULL_KEY_CACHE_LAYERS = (DynamicLayer, StaticLayer)
 PATH_DEFERRED, PATH_INLINE, PATH_MIXED, PATH_FORCED = "deferred", "inline", "mixed", "teacher_forced"
@@ -99,14 +110,58 @@ SCORE_EDIT = "textdom_score_edit"
 
 
 def _analysis_hooks(module, query, key, attention_mask):
-    observe = getattr(module, KEY_OBSERVER, None)
+    # The module's own attributes: getattr on an nn.Module raises and catches an exception for a missing
+    # one, which costs more per layer than the probe's stash.
+    hooks = module.__dict__
+    observe = hooks.get(KEY_OBSERVER)
     if observe is not None:
         observe(key)
-    edit = getattr(module, MASK_EDIT, None)
+    edit = hooks.get(MASK_EDIT)
     return attention_mask if edit is None else edit(attention_mask, query, key)
 
 
 # ----- end of analysis hooks -----
+
+
+# ----- compiled decoding (transformers' static cache with torch.compile) -----
+#: Set on an attention module while a probe is active: ``(rows, steps, advances)``. Inside a compiled
+#: graph the probe function copies the last query row into ``rows[steps - 1]`` (one tensor op, no Python
+#: state for dynamo to specialize on); the layers share ``steps``, which the first of them advances.
+#: ``rows`` is None where a layer cannot be recorded there: its own ``steps`` then only tells the probe
+#: that compiled steps ran, and it refuses.
+_COMPILED_STASH = "textdom_compiled_stash"
+
+
+def _stash_in_graph(module, query: torch.Tensor) -> None:
+    stash = getattr(module, _COMPILED_STASH, None)
+    if stash is not None:
+        rows, steps, advances = stash
+        if advances:
+            steps.add_(1)
+        if rows is not None:  # steps beyond the buffer overwrite its last row (and the probe refuses)
+            rows.index_copy_(0, (steps - 1).clamp(max=rows.shape[0] - 1), query[:, :, -1:].permute(2, 0, 1, 3))
+
+
+def _compiled_as_a_whole(model) -> bool:
+    """Whether the model's (or its language model's) whole forward is compiled, prompt pass included."""
+    for module in (model, _decoder(model)):
+        if getattr(module, "_compiled_call_impl", None) is not None:  # Module.compile()
+            return True
+        if hasattr(module.forward, "_torchdynamo_orig_callable"):  # module.forward = torch.compile(module.forward)
+            return True
+    return False
+
+
+def _decoding_mask(prompt_row, prompt_len: int, width: int) -> torch.Tensor | None:
+    """The mask of a decoding step after a prompt whose last row's mask is ``prompt_row``: the prompt's
+    keys as that row saw them, every later key visible (each row's own limit comes from its position)."""
+    if prompt_row is None:
+        return None
+    bias = _row_bias(prompt_row, prompt_len)  # (batch, 1 or heads, prompt_len)
+    return torch.nn.functional.pad(bias, (0, width - prompt_len))[:, :, None, :]
+
+
+# ----- end of compiled decoding -----
 
 
 def _make_probe_function(inner: str):
@@ -115,9 +170,12 @@ def _make_probe_function(inner: str):
 
     def probe_attention(module, query, key, value, attention_mask, *args, **kwargs):
         attention_mask = _analysis_hooks(module, query, key, attention_mask)
-        recorder = _ACTIVE.get()
-        if recorder is not None:
-            recorder.record(module, query, key, attention_mask, kwargs)
+        if is_compiling():  # traced into a compiled graph: tensor ops only, no Python-side state
+            _stash_in_graph(module, query)
+        else:
+            recorder = _ACTIVE.get()
+            if recorder is not None:
+                recorder.record(module, query, key, attention_mask, kwargs)
         forward = _eager_forward(module) if inner == "eager" else ALL_ATTENTION_FUNCTIONS[inner]
 
         if SCORE_EDIT in module.__dict__:  # a layer with edited scores: its attention is computed here
@@ -204,8 +262,17 @@ def _decoder(model) -> torch.nn.Module:
     return model.get_decoder() if hasattr(model, "get_decoder") else model
 
 
+_LAYERS_OF: "weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.nn.Module, int]]" = weakref.WeakKeyDictionary()
+
+
 def language_model_layers(model) -> dict[torch.nn.Module, int]:
-    """The language model's self-attention modules and their layer index (vision/audio towers excluded)."""
+    """The language model's self-attention modules and their layer index (vision/audio towers excluded).
+
+    Found once per model (a walk over every module costs milliseconds, per probe); read-only.
+    """
+    layers = _LAYERS_OF.get(model)
+    if layers is not None:
+        return layers
     layers = {
         m: m.layer_idx
         for m in _decoder(model).modules()
@@ -213,6 +280,7 @@ def language_model_layers(model) -> dict[torch.nn.Module, int]:
     }
     if not layers:
         raise ProbeError(f"found no language-model attention layers in {type(model).__name__}")
+    _LAYERS_OF[model] = layers
     return layers
 
 
@@ -304,39 +372,66 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
 
     query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
     (None: every key visible).
-    Grouped by KV head, so grouped-query attention repeats no keys; KV heads in chunks of about
-    ``PASS_BUDGET_BYTES`` of scratch (at least one head per chunk).
+    Grouped by KV head, so grouped-query attention repeats no keys; in blocks of KV heads (at least
+    one) and, where one head's rows are too many, of rows, within ``PASS_BUDGET_BYTES`` of scratch
+    (``CPU_BLOCK_BYTES`` on a CPU).
     """
     rows, batch, heads, head_dim = query.shape
     kv_heads, width = key.shape[1], key.shape[2]
     group = heads // kv_heads
-    # (batch, kv_heads, group * rows, head_dim): one plain batched matmul per KV head
+    # (batch, kv_heads, group, rows, head_dim): one plain batched matmul per block of KV heads
     # scaled here: the rows are far smaller than their scores
-    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group * rows, head_dim).float() * scaling
+    q = query.permute(1, 2, 0, 3).reshape(batch, kv_heads, group, rows, head_dim).float() * scaling
     if bias is not None:
         columns = bias.shape[-1]
         bias = bias.reshape(bias.shape[0], -1, 1, rows, columns) if bias.shape[1] == 1 else bias.reshape(batch, kv_heads, group, rows, columns)
-    per_head = 4 * batch * width * (head_dim + group * rows)
-    head_chunk = max(1, min(kv_heads, PASS_BUDGET_BYTES // per_head))
+    budget = CPU_BLOCK_BYTES if key.device.type == "cpu" else PASS_BUDGET_BYTES
+    per_head = 4 * batch * width * (head_dim + group * rows)  # a head's upcast keys and scores
+    head_chunk = max(1, min(kv_heads, budget // per_head))
+    row_chunk = rows if per_head <= budget else max(1, (budget // (4 * batch * width) - head_dim) // group)
     out = None
     for h in range(0, kv_heads, head_chunk):
-        k = key[:, h : h + head_chunk].float()
-        scores = torch.matmul(q[:, h : h + head_chunk], k.transpose(-1, -2))
-        scores = scores.view(batch, -1, group, rows, width)
-        if softcap:
-            scores = torch.tanh(scores / softcap) * softcap
-        if bias is not None:  # it covers the last columns only
-            scores[..., width - columns :] += bias if bias.shape[1] == 1 else bias[:, h : h + head_chunk]
-        summed = scores.softmax(-1).sum(dim=(1, 2))
-        out = summed if out is None else out.add_(summed)
+        k = key[:, h : h + head_chunk].float().transpose(-1, -2)
+        for r in range(0, rows, row_chunk):
+            block = q[:, h : h + head_chunk] if row_chunk == rows else q[:, h : h + head_chunk, :, r : r + row_chunk]
+            count = block.shape[3]
+            scores = torch.matmul(block.reshape(batch, -1, group * count, head_dim), k).view(batch, -1, group, count, width)
+            if softcap:
+                scores = torch.tanh(scores / softcap) * softcap
+            if bias is not None:  # it covers the last columns only
+                part = bias if row_chunk == rows else bias[..., r : r + count, :]
+                scores[..., width - columns :] += part if part.shape[1] == 1 else part[:, h : h + head_chunk]
+            summed = scores.softmax(-1).sum(dim=(1, 2))
+            if row_chunk == rows:
+                out = summed if out is None else out.add_(summed)
+                continue
+            if out is None:
+                out = torch.zeros(batch, rows, width, device=summed.device)
+            out[:, r : r + count] += summed
     return out
+
+
+@dataclass
+class _Armed:
+    """What a layer was armed with for compiled decoding at a call's prompt pass."""
+
+    module: torch.nn.Module
+    rows: torch.Tensor | None  # (positions beyond the prompt, batch, heads, head_dim), None = not recordable
+    steps: torch.Tensor  # (1,) compiled decoding steps so far
+    key: torch.Tensor  # the static cache's key tensor: written in place, so it holds every step's keys after
+    prompt_len: int
+    prompt_row: object  # the mask of the prompt's last row (``_last_row``)
 
 
 class _Recorder:
     """Per-step records (steps, layers, batch, classes + 1 + text sub-classes) float32, filled inline or by deferred passes."""
 
-    def __init__(self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None):
+    def __init__(
+        self, layer_of: dict[torch.nn.Module, int], num_layers: int, classes: PositionClasses, answer_rows: int | None = None,
+        maps: PositionMaps | None = None,
+    ):  # fmt: skip
         self.layer_of = layer_of
+        self.maps = maps  # per-position sums of the same rows (attention maps), when asked
         self.answer_rows = answer_rows  # teacher-forced: rows of one forward pass over prompt + answer
         self.num_layers = num_layers
         self.first_layer = min(layer_of.values())
@@ -356,15 +451,22 @@ class _Recorder:
         self.inline_layers: dict[int, str] = {}
         self._scaling: list[float] = [1.0] * num_layers
         self._softcap: list[float | None] = [None] * num_layers
-        # deferred state: query rows since step ``_pending_from``, each layer's latest keys, each step's mask
-        self._queries: list[torch.Tensor | None] = [None] * num_layers
-        self._slots: list[list[torch.Tensor] | None] = [None] * num_layers
+        # deferred state: per layer the query rows of the steps since ``_pending_from`` (decoding steps'
+        # own query tensors, kept rather than copied: attention functions do not write into their inputs),
+        # each layer's latest keys, each step's mask
+        self._pending: list[list[torch.Tensor | None]] = [[None] * FLUSH_STEPS for _ in range(num_layers)]
         self._keys: list[torch.Tensor | None] = [None] * num_layers
         self._pending_from = 0
         self._kv_lens: list[int] = []
         self._masks: list = []
         self._step_mask_source = self._NO_MASK_YET = object()
         self._mask_overrides: dict[tuple[int, int], object] = {}
+        # compiled decoding: per layer why it cannot be recorded inside a compiled graph (None = it can),
+        # and what each layer was armed with at the current call's prompt pass (``_arm``)
+        self._not_in_graph: list[str | None] = [None] * num_layers
+        self._last_step: list[int] = [-1] * num_layers  # the last step each layer recorded
+        self.max_new_tokens: int | None = None  # bounds the compiled-decoding buffers (AttentionProbe)
+        self._armed: dict[int, _Armed] = {}
 
     # ----- during generate ------------------------------------------------------------------------
 
@@ -387,6 +489,7 @@ class _Recorder:
             width = self.num_classes + 1 + self.num_subclasses
             self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, width, device=query.device)
         elif query_len > 1:  # another prompt (a second generate call): earlier rows attend other keys
+            self._score_compiled(next_keys=key)
             self.flush()
             self._call_start = self.steps
         if self.steps - self._pending_from == FLUSH_STEPS:
@@ -399,7 +502,7 @@ class _Recorder:
         self.steps += 1
         self._step_mask_source = self._NO_MASK_YET
 
-    def _decide(self, layer: int, query: torch.Tensor, kwargs) -> bool:
+    def _decide(self, module, layer: int, query: torch.Tensor, key: torch.Tensor, kwargs) -> bool:
         scaling = kwargs.get("scaling")
         self._scaling[layer] = scaling if scaling is not None else query.shape[-1] ** -0.5
         self._softcap[layer] = kwargs.get("softcap")
@@ -419,7 +522,15 @@ class _Recorder:
         if reason is not None:
             self.inline_layers[layer] = reason
         self.deferred[layer] = reason is None
-        return reason is None
+        if reason is None and type(cache_layers[layer]) is not StaticLayer:
+            reason = f"{type(cache_layers[layer]).__name__} (only a static cache is decoded inside a compiled graph)"
+        elif reason is None and cache_layers[layer].keys is not key:
+            # the finished cache is read after decoding; keys computed anew each pass are gone by then
+            reason = "its keys are computed from the cache anew in every pass (latent attention), not read from it"
+        elif reason is None and (KEY_OBSERVER in module.__dict__ or MASK_EDIT in module.__dict__):
+            reason = "a knock-out or key sampler is attached (they run in eager decoding only)"
+        self._not_in_graph[layer] = reason
+        return self.deferred[layer]
 
     def record(self, module, query, key, attention_mask, kwargs) -> None:
         layer = self.layer_of.get(module)
@@ -440,8 +551,13 @@ class _Recorder:
             raise ProbeError("the probe started in the middle of a forward pass")
         deferred = self.deferred[layer]
         if deferred is None:
-            deferred = self._decide(layer, query, kwargs)
+            deferred = self._decide(module, layer, query, key, kwargs)
         step = self.steps - 1
+        if self._last_step[layer] == step:  # its step did not start: the first layer ran elsewhere (a compiled graph)
+            raise ProbeError(f"layer {layer} passed through the probe twice in one step: part of the forward pass ran inside a compiled graph")
+        self._last_step[layer] = step
+        if step == self._call_start:  # the prompt's pass: decoding may go on inside a compiled graph
+            self._arm(module, layer, query, key, attention_mask)
         if not deferred:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
             bias = None if row is None else _rows_bias([row], [key.shape[2]], key.shape[2], query.shape[0], query.device)
@@ -449,11 +565,8 @@ class _Recorder:
             first_position = max(0, self.prompt_len + step - self._call_start - key.shape[2])
             self._store(step, layer, query[:, :, -1:].permute(2, 0, 1, 3), key, bias, first_position)
             return
-        slots = self._slots[layer]
-        if slots is None:
-            self._queries[layer] = query.new_empty(FLUSH_STEPS, query.shape[0], query.shape[1], query.shape[3])
-            slots = self._slots[layer] = list(self._queries[layer])  # one view per step: no indexing per call
-        slots[step - self._pending_from].copy_(query.select(2, -1))
+        # a prompt's last row is copied: its query tensor holds every prompt position
+        self._pending[layer][step - self._pending_from] = query if query.shape[2] == 1 else query[:, :, -1:].clone()
         self._keys[layer] = key  # the cache's own tensor: no copy
         if attention_mask is not self._step_mask_source:
             row = _last_row(attention_mask, query.shape[2], query.shape[0], key.shape[2])
@@ -511,7 +624,8 @@ class _Recorder:
             one_hot[:, : prompt.shape[1], : self.num_classes] = prompt
             one_hot[:, prompt.shape[1] :, self.num_classes] = 1.0
             one_hot[:, : prompt.shape[1], self.num_classes + 1 :] = subclasses
-            self._one_hot[key] = one_hot
+            # laid out (batch, columns, width) in memory: a matmul with so few columns runs ~4x faster on a CPU
+            one_hot = self._one_hot[key] = one_hot.transpose(1, 2).contiguous().transpose(1, 2)
         return one_hot
 
     def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
@@ -524,6 +638,8 @@ class _Recorder:
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
+        if self.maps is not None:
+            self.maps.add(start, layer, per_position, first_position)
 
     # ----- score edits (``SCORE_EDIT``): the layers that carry one are scored as edited -----
 
@@ -561,16 +677,125 @@ class _Recorder:
                 bias = shared[width]
             else:
                 bias = _rows_bias(masks, self._kv_lens, key.shape[2], key.shape[0], key.device)
-            self._store(start, layer, self._queries[layer][: end - start], key, bias)
+            queries = torch.cat(self._pending[layer][: end - start], dim=2)  # (batch, heads, rows, head_dim)
+            self._store(start, layer, queries.permute(2, 0, 1, 3), key, bias)
         self._pending_from = end
         self._kv_lens, self._masks = [], []
 
+    # ----- compiled decoding (see _COMPILED_STASH) ----------------------------------------------------
+
+    def _arm(self, module, layer: int, query, key, attention_mask) -> None:
+        """Prepare ``module`` for decoding steps inside a compiled graph (see ``_COMPILED_STASH``).
+
+        Rows go to a preallocated buffer with room for every position the static cache has beyond the
+        prompt, or for ``max_new_tokens``; layers that cannot be recorded there get a step counter only.
+        """
+        batch, heads, prompt_len, head_dim = query.shape
+        room = key.shape[2] - prompt_len
+        if self.max_new_tokens is not None:  # the last token is never fed back: one row to spare
+            room = min(room, self.max_new_tokens)
+        if self._not_in_graph[layer] is None and room > 0:
+            rows = query.new_empty(room, batch, heads, head_dim)  # untouched unless decoding runs compiled
+            torch._dynamo.mark_static_address(rows)  # a fixed address: CUDA graphs keep capturing
+            prompt_row = _last_row(attention_mask, prompt_len, batch, key.shape[2])
+            shared = next((a.steps for a in self._armed.values() if a.rows is not None), None)
+            steps, advances = (self._new_counter(query.device), True) if shared is None else (shared, False)
+        else:
+            rows = prompt_row = None
+            steps, advances = self._new_counter(query.device), True
+        setattr(module, _COMPILED_STASH, (rows, steps, advances))
+        self._armed[layer] = _Armed(module, rows, steps, key, prompt_len, prompt_row)
+
+    @staticmethod
+    def _new_counter(device) -> torch.Tensor:
+        steps = torch.zeros(1, dtype=torch.long, device=device)
+        torch._dynamo.mark_static_address(steps)
+        return steps
+
+    def disarm(self) -> None:
+        for armed in self._armed.values():
+            if _COMPILED_STASH in armed.module.__dict__:
+                delattr(armed.module, _COMPILED_STASH)
+
+    def _score_compiled(self, next_keys=None) -> None:
+        """Score the rows that the current call's decoding steps stashed inside a compiled graph, then disarm.
+
+        ``next_keys``: the first layer's keys of the next call's prompt pass, which must not be this
+        call's cache (its keys are overwritten already).
+        """
+        armed = self._armed
+        if not armed:
+            return
+        self.disarm()
+        self._armed = {}
+        counters = {id(a.steps): a.steps for a in armed.values()}
+        values = dict(zip(counters, torch.cat(list(counters.values())).tolist()))
+        counts = {layer: values[id(a.steps)] for layer, a in armed.items()}
+        compiled = max(counts.values())
+        if not compiled:
+            return
+        unrecorded = {layer: self._not_in_graph[layer] or "no room in its cache" for layer, a in armed.items() if a.rows is None}
+        if unrecorded:
+            raise ProbeError(
+                f"{compiled} decoding steps ran inside a compiled graph (torch.compile with a static cache), where the "
+                f"probe cannot record layers {sorted(unrecorded)} ({'; '.join(sorted(set(unrecorded.values())))}); "
+                "generate without compilation (model_arg compile=false, or generation_config.disable_compile=True)"
+            )
+        if set(counts.values()) != {compiled} or self.steps - self._call_start != 1:
+            raise ProbeError(
+                f"a generate call ran some decoding steps inside a compiled graph and others outside it (layers saw "
+                f"{sorted(set(counts.values()))} compiled steps after {self.steps - self._call_start} recorded ones); "
+                "the probe records either all of a call's decoding steps compiled or none"
+            )
+        if compiled > armed[self.first_layer].rows.shape[0]:
+            raise ProbeError(
+                f"{compiled} decoding steps ran inside a compiled graph, more than the probe's buffers hold "
+                f"({armed[self.first_layer].rows.shape[0]}): max_new_tokens given to AttentionProbe must cover generate's"
+            )
+        if next_keys is not None and next_keys is armed[self.first_layer].key:
+            raise ProbeError("the static cache of a compiled generate call was reused by the next call before the probe scored it")
+        self.flush()  # the prompt's row
+        start = self.steps
+        if self._rows.shape[0] < start + compiled:
+            self._rows = torch.cat([self._rows, self._rows.new_zeros(start + compiled - self._rows.shape[0], *self._rows.shape[1:])])
+        first = armed[self.first_layer]
+        prompt_len, batch, device = first.prompt_len, first.rows.shape[1], first.rows.device
+        masks = {layer: _decoding_mask(a.prompt_row, prompt_len, a.key.shape[2]) for layer, a in armed.items()}
+        # rows at positions prompt_len, prompt_len + 1, ...: passes of FLUSH_STEPS rows, as when decoding eagerly
+        for chunk in range(0, compiled, FLUSH_STEPS):
+            count = min(FLUSH_STEPS, compiled - chunk)
+            width = prompt_len + chunk + count
+            kv_lens = [prompt_len + chunk + i + 1 for i in range(count)]
+            shared: dict[int, torch.Tensor | None] = {}  # per mask: layers share the model's mask
+            for layer, a in armed.items():
+                mask = masks[layer]
+                if id(mask) not in shared:
+                    shared[id(mask)] = _rows_bias([mask] * count, kv_lens, width, batch, device)
+                self._store(start + chunk, layer, a.rows[chunk : chunk + count], a.key[:, :, :width], shared[id(mask)])
+        self.steps += compiled
+        self._pending_from = self.steps
+
+    def _check_every_pass_seen(self) -> None:
+        """The first call's cache holds a key per position it was fed: every one but the last answer token's
+        must have come through the probe (a compiled call of another model object, e.g. a copy of a model
+        made after a compiled generate, runs the original's layers)."""
+        layers = getattr(self.cache, "layers", None)
+        if self._call_start or not layers or type(layers[0]) not in _FULL_KEY_CACHE_LAYERS or not self.steps:
+            return
+        held, seen = int(self.cache.get_seq_length()), self.prompt_len + self.steps - 1
+        if held > seen:
+            raise ProbeError(
+                f"the KV cache holds {held} positions but only {seen} passed through the probe: {held - seen} forward "
+                "passes ran other attention modules (a copy of a model made after a compiled generate runs the original's)"
+            )
+
     def finish(self) -> None:
         """Score what is left and let go of the keys and the cache."""
+        self._score_compiled()
         self.flush()
+        self._check_every_pass_seen()
         self._keys = [None] * self.num_layers
-        self._queries = [None] * self.num_layers
-        self._slots = [None] * self.num_layers
+        self._pending = [[None] * FLUSH_STEPS for _ in range(self.num_layers)]
         self.cache = None
 
     # ----- afterwards -----------------------------------------------------------------------------
@@ -585,7 +810,7 @@ class _Recorder:
             return PATH_DEFERRED
         return PATH_INLINE if not any(decided) else PATH_MIXED
 
-    def stats(self, lengths: Sequence[int] | None) -> list[SampleStats]:
+    def stats(self, lengths: Sequence[int] | None, segments: Sequence[SegmentRows | None] | None = None) -> list[SampleStats]:
         if not self.steps:
             raise ProbeError("no forward pass went through the probe: was generate called inside the `with` block?")
         missing = [layer for layer, d in enumerate(self.deferred) if d is None]
@@ -594,6 +819,7 @@ class _Recorder:
                 f"language-model layers {missing} never passed through the probe (of {self.num_layers}); "
                 "their attention does not use transformers' attention interface"
             )
+        self._score_compiled()
         self.flush()
         data = self._rows[: self.steps].double().cpu().numpy()  # (T, L, B, C+1)
         total = data.shape[0]
@@ -605,6 +831,8 @@ class _Recorder:
         sub_counts = self.classes.subclass_counts()
         groups = layer_groups(self.num_layers)
         columns = (*self.classes.names, GENERATED, *self.classes.subclasses)
+        if segments is not None and len(segments) != batch:
+            raise ValueError(f"segments must hold one split (or None) per sample: {batch}, got {len(segments)}")
         out = []
         for b, n in enumerate(lengths):
             summed = data[:n, :, b, :].sum(axis=0)
@@ -623,6 +851,8 @@ class _Recorder:
                     stepwise=StepMasses.from_rows(data[:n, :, b, :], groups, columns),
                 )
             )
+            if segments is not None and segments[b] is not None:
+                out[-1] = replace(out[-1], segments=Segments.from_rows(out[-1], data[:n, :, b, :], segments[b]))
         return out
 
 
@@ -632,14 +862,29 @@ class AttentionProbe:
     ``answer_rows=T``: teacher-forced instead; the one forward pass inside it runs over the prompt
     and the first T - 1 tokens of answers (``core/forced.py`` builds its inputs), and the stats
     hold the T rows generate would have recorded for those answers.
+
+    ``max_new_tokens``: the most tokens a generate call inside it produces. Decoding inside a compiled
+    graph records into buffers sized by it (default: every position the static cache has beyond the
+    prompt, which may be far more after a longer earlier call).
+
+    ``attention_maps=True``: also keep the attention each non-text position receives
+    (``core/position_maps.py``), read with ``attention_maps``; ``map_parts[b][class]`` gives the
+    items' sizes so that pooling never mixes two items.
     """
 
-    def __init__(self, model, classes: PositionClasses, answer_rows: int | None = None):
-        if answer_rows is not None and answer_rows < 1:
-            raise ValueError(f"answer_rows must be >= 1, got {answer_rows}")
+    def __init__(
+        self, model, classes: PositionClasses, answer_rows: int | None = None, max_new_tokens: int | None = None,
+        attention_maps: bool = False, map_parts: Sequence[dict] | None = None,
+    ):  # fmt: skip
+        for name, value in (("answer_rows", answer_rows), ("max_new_tokens", max_new_tokens)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         self.model = model
         self.classes = classes
         self.answer_rows = answer_rows
+        self.max_new_tokens = max_new_tokens
+        self.want_maps = attention_maps
+        self.map_parts = map_parts
         self._layer_of = language_model_layers(model)
         self._num_layers = model.config.get_text_config().num_hidden_layers
         self._recorder: _Recorder | None = None
@@ -650,14 +895,25 @@ class AttentionProbe:
     def __enter__(self) -> "AttentionProbe":
         if _ACTIVE.get() is not None:
             raise ProbeError("another attention probe is already active in this context")
+        if _compiled_as_a_whole(self.model):
+            raise ProbeError(
+                "the model's forward is compiled as a whole (torch.compile(model.forward) or model.compile()): the probe needs "
+                "the prompt's pass to run eagerly; let generate compile the decoding steps instead (cache_implementation="
+                "'static' with a compile_config; model_arg compile=true)"
+            )
         self._installed_here = install(self.model)
-        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows)
+        maps = PositionMaps(self.classes, self._num_layers, self.map_parts) if self.want_maps else None
+        recorder = self._recorder = _Recorder(self._layer_of, self._num_layers, self.classes, self.answer_rows, maps)
 
         def see_cache(module, args, kwargs):
             # Which path a layer can take depends on its KV cache layer; the attention call does not see the cache.
+            # The first pass decides every layer's path, so the hook goes at once: decoding steps may run inside a
+            # compiled graph, which would trace it (and recompile for every new probe).
             recorder.cache = next((v for v in itertools.chain(args, kwargs.values()) if isinstance(v, Cache)), None)
+            self._hook.remove()
 
         self._hook = _decoder(self.model).register_forward_pre_hook(see_cache, with_kwargs=True)
+        recorder.max_new_tokens = self.max_new_tokens
         self._token = _ACTIVE.set(recorder)
         return self
 
@@ -668,6 +924,7 @@ class AttentionProbe:
             if exc_type is None:
                 self._recorder.finish()
         finally:
+            self._recorder.disarm()
             if self._installed_here:
                 uninstall(self.model)
 
@@ -686,11 +943,24 @@ class AttentionProbe:
         """Layers scored inline, with the reason (e.g. ``sliding-window attention``)."""
         return dict(self._recorder.inline_layers) if self._recorder else {}
 
-    def stats(self, lengths: Sequence[int] | None = None) -> list[SampleStats]:
-        """Per-sample stats; ``lengths[b]`` = output rows of sample b (default: every recorded step)."""
+    def stats(self, lengths: Sequence[int] | None = None, segments: Sequence[SegmentRows | None] | None = None) -> list[SampleStats]:
+        """Per-sample stats; ``lengths[b]`` = output rows of sample b (default: every recorded step);
+        ``segments[b]``: where sample b's thinking and answer rows lie (``core/segments.py``), or None."""
         if self._recorder is None:
             raise ProbeError("the probe has not been entered")
-        return self._recorder.stats(lengths)
+        return self._recorder.stats(lengths, segments)
+
+    def attention_maps(self, lengths: Sequence[int] | None = None, quarters: bool = False) -> list[AttentionMaps]:
+        """Per-sample attention maps over the same rows as ``stats(lengths)``; ``quarters``: also the
+        answer's first and last quarter."""
+        recorder = self._recorder
+        if recorder is None or recorder.maps is None:
+            raise ProbeError("the probe was not asked for attention maps (AttentionProbe(..., attention_maps=True))")
+        recorder.flush()
+        lengths = [recorder.steps] * self.classes.batch_size if lengths is None else [int(n) for n in lengths]
+        if len(lengths) != self.classes.batch_size or any(not 0 <= n <= recorder.steps for n in lengths):
+            raise ValueError(f"lengths must be {self.classes.batch_size} integers in [0, {recorder.steps}], got {lengths}")
+        return recorder.maps.sample_maps(lengths, quarters)
 
 
 @contextlib.contextmanager

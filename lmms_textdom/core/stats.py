@@ -6,12 +6,15 @@ read it) and the sample logs (which store it as JSON), so every later tool can r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from lmms_textdom.core.stepwise import StepMasses
+
+if TYPE_CHECKING:
+    from lmms_textdom.core.segments import Segments
 
 TEXT = "text"
 #: Position classes the tool knows. "text" is every prompt position that is not one of the others.
@@ -47,6 +50,8 @@ class SampleStats:
                   column; they are kept apart for views beyond the headline metrics, which ignore them.
     stepwise      optional: the same rows' masses binned over the answer per layer group
                   (``core/stepwise.py``); None when the probe did not keep them.
+    segments      optional: a thinking model's answer split into its thinking and answer rows
+                  (``core/segments.py``); None when the answer holds no thinking marker.
     """
 
     classes: tuple[str, ...]
@@ -58,6 +63,7 @@ class SampleStats:
     subclass_counts: Mapping[str, int] = field(default_factory=dict)
     subclass_mass: Mapping[str, np.ndarray] = field(default_factory=dict)
     stepwise: StepMasses | None = None
+    segments: Segments | None = None
 
     def __post_init__(self) -> None:
         classes = check_classes(self.classes)
@@ -85,6 +91,8 @@ class SampleStats:
             expected = (*classes, "generated", *self.subclass_mass)
             if self.stepwise.columns != expected or int(self.stepwise.rows[self.stepwise.head :].sum()) != self.rows:
                 raise ValueError(f"stepwise masses must have columns {list(expected)} and bin all {self.rows} rows")
+        if self.segments is not None:
+            self.segments.check_against(self)
 
     def _check_subclasses(self, mass: np.ndarray) -> None:
         if set(self.subclass_counts) != set(self.subclass_mass):
@@ -137,11 +145,13 @@ class SampleStats:
             }
         if self.stepwise is not None:
             out["stepwise"] = self.stepwise.to_dict()
+        if self.segments is not None:
+            out["segments"] = self.segments.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SampleStats":
-        return cls(
+        stats = cls(
             classes=tuple(data["classes"]),
             counts=tuple(data["counts"]),
             mass=np.asarray(data["mass"], dtype=np.float64).reshape(-1, len(data["classes"])),
@@ -152,3 +162,8 @@ class SampleStats:
             subclass_mass={name: sub["mass"] for name, sub in data.get("subclasses", {}).items()},
             stepwise=StepMasses.from_dict(data["stepwise"]) if "stepwise" in data else None,
         )
+        if data.get("segments") is None:
+            return stats
+        from lmms_textdom.core.segments import Segments  # it builds on this module
+
+        return replace(stats, segments=Segments.from_dict(data["segments"], stats))

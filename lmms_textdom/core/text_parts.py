@@ -129,4 +129,4 @@ def with_text_parts(
     task &= ~sink & ~family
     template = text & ~sink & ~family & ~task
     parts = {SINK: sink, TEMPLATE: template, TASK: task}
-    return PositionClasses(classes.names, classes.ids, {**classes.subclasses, **parts})
+    return classes.with_subclasses({**classes.subclasses, **parts})

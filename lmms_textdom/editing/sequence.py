@@ -141,7 +141,15 @@ def edit_nontext(
     written ``repeat`` times. ``tensors`` are gathered as ``gather_left_padded`` does.
     """
     positions, counts = [], []
-    for row, items in zip(classes.ids, item_spans(classes.ids, sizes)):
+    # where each position sits in its item before the edit, carried through it (attention maps place positions by it)
+    item_index, item_offset = torch.full_like(classes.ids, -1), torch.full_like(classes.ids, -1)
+    for b, (row, items) in enumerate(zip(classes.ids, item_spans(classes.ids, sizes))):
+        numbers: dict[int, int] = {}
+        for c, _, (start, end) in items:
+            item_index[b, start:end] = numbers.setdefault(c, 0)
+            numbers[c] += 1
+            given = None if classes.item_offset is None else classes.item_offset[b, start:end]
+            item_offset[b, start:end] = torch.arange(end - start) if given is None or bool((given < 0).any()) else given
         spans = [span for _, _, span in items]
         keep = [
             top_m_in_order(scores[c][item], kept_count(end - start, ratio)) if ratio > 0 else None
@@ -154,6 +162,8 @@ def edit_nontext(
         counts.append({"nontext_original": original, "nontext_kept": kept, "nontext_items": items_kept})
     subclass_keys = {f"subclass:{name}": name for name in classes.subclasses}
     carried = {key: (classes.subclasses[name], False) for key, name in subclass_keys.items()}
+    carried.update({"item_index": (item_index, -1), "item_offset": (item_offset, -1)})
     edited = gather_left_padded(positions, {**tensors, **carried, "class_ids": (classes.ids, PAD)})
     subclasses = {name: edited.pop(key) for key, name in subclass_keys.items()}
-    return edited, PositionClasses(classes.names, edited.pop("class_ids"), subclasses), counts
+    placed = {name: edited.pop(name).cpu() for name in ("item_index", "item_offset")}
+    return edited, PositionClasses(classes.names, edited.pop("class_ids"), subclasses, **placed), counts

@@ -20,9 +20,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
+from lmms_textdom.core.attention_maps import spread_values
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate, layer_groups, summarize
+from lmms_textdom.core.segments import segment_values
 from lmms_textdom.core.stats import SampleStats
 from lmms_textdom.core.views import content_values, decay_values, step_dominance
 from lmms_textdom.provenance import provenance
@@ -38,21 +40,28 @@ _PREFIX = json.dumps({"format": FORMAT})[:-1]
 METRIC_NAMES = tuple(f"{m}_{g}" for m in METRICS for g in GROUPS)
 #: Per-sample record in the sample log; aggregated to the number of samples measured.
 DETAIL = "textdom"
+#: the record's list of its settings keys that describe the one sample (frames, kept tokens, ...), not the run
+PER_SAMPLE = "per_sample_settings"
 #: 1 for a request that failed, else 0; aggregated to the number of failed samples.
 FAILED = "textdom_failed"
 
 
 #: Optional per-sample records of lmms_textdom.analysis: the key sample (model_arg key_stats) and
 #: the knock-out's effect on the unmasked answer (knockout_score); and, from ``lmms-textdom measure``,
-#: how the measured answer's tokens were obtained (``answer``); copied into the sample log.
-ANALYSIS_RECORDS = ("key_stats", "knockout", "answer")
+#: how the measured answer's tokens were obtained (``answer``); the per-position attention maps
+#: (model_arg attention_maps, ``core/attention_maps.py``); copied into the sample log.
+ANALYSIS_RECORDS = ("key_stats", "knockout", "answer", "attention_maps")
 
 
-def encode_payload(stats: SampleStats, settings: dict[str, Any], **analysis: dict | None) -> str:
+def encode_payload(stats: SampleStats, settings: dict[str, Any], per_sample: Iterable[str] = (), **analysis: dict | None) -> str:
+    """``per_sample``: the keys of ``settings`` that describe this sample only (its frames, kept tokens, ...),
+    which a report leaves out when it tells runs apart."""
     unknown = set(analysis) - set(ANALYSIS_RECORDS)
     if unknown:
         raise TypeError(f"unknown analysis records {sorted(unknown)}")
     payload = {"format": FORMAT, "stats": stats.to_dict(), "settings": settings, "provenance": provenance()}
+    if per_sample:
+        payload[PER_SAMPLE] = sorted(per_sample)
     payload.update({name: record for name, record in analysis.items() if record is not None})
     return json.dumps(payload)
 
@@ -103,8 +112,14 @@ def textdom_metrics(payload: dict | None) -> dict[str, Any]:
         detail["content"] = content_values(stats)
     if stats.stepwise is not None:
         detail["stepwise"] = stepwise_values(stats)
+    if stats.segments is not None:
+        detail["segments"] = segments_detail(stats)
+    if "attention_maps" in payload:  # the spread of each group's non-text map, beside MDI
+        detail["spread"] = spread_values(payload["attention_maps"])
     if "provenance" in payload:  # which code measured it (lmms_textdom.provenance)
         detail["provenance"] = payload["provenance"]
+    if PER_SAMPLE in payload:
+        detail[PER_SAMPLE] = payload[PER_SAMPLE]
     detail.update({name: payload[name] for name in ANALYSIS_RECORDS if name in payload})
     return {**values, DETAIL: detail, FAILED: 0}
 
@@ -116,6 +131,17 @@ def stepwise_values(stats: SampleStats) -> dict[str, Any]:
         "slots": {"head": stats.stepwise.head, "bins": stats.stepwise.bins},
         **{m: {g: [_short(getattr(d, m)) for d in per_group[g]] for g in GROUPS} for m in METRICS},
         "decay": decay_values(stats),
+    }
+
+
+def segments_detail(stats: SampleStats) -> dict[str, Any]:
+    """A thinking model's segments: their markers, MDI/AEI per segment and layer group, rows, whether the
+    thinking was cut off, and the thinking segment's values per slot along the chain with its decay."""
+    thinking = stats.segments.thinking
+    return {
+        "markers": list(stats.segments.markers),
+        **segment_values(stats),
+        "stepwise_thinking": stepwise_values(thinking) if thinking.stepwise is not None else None,
     }
 
 

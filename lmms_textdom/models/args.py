@@ -123,6 +123,12 @@ KNOCKOUT_SCORE = Arg(
     "knockout_score", False, "with knockout_layers: also answer without knock-out and score that answer's tokens with it",
     kind=bool,
 )  # fmt: skip
+ATTENTION_MAP_MODES = ("false", "true", "steps")
+ATTENTION_MAPS = Arg(
+    "attention_maps", "false", "record per-position attention maps of the non-text positions per layer group "
+    "(textdom.attention_maps); steps = also for the first and last quarter of the answer",
+    check=lambda v: str(v).lower() in ATTENTION_MAP_MODES, requirement="true, false or steps",
+)  # fmt: skip
 KEY_STATS = Arg("key_stats", False, "record a bounded sample of each class's key vectors per layer (key-space divergence)", kind=bool)
 KEY_STATS_POSITIONS = Arg(
     "key_stats_positions", 64, "key_stats: prompt positions sampled per class, sample and layer",

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import torch
@@ -32,12 +32,15 @@ from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.analysis.session import analysis_session
-from lmms_textdom.models.args import KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
+from lmms_textdom.core.compiled import compiled_decoding
+from lmms_textdom.models.args import ATTENTION_MAPS, KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
 from lmms_textdom.core.forced import answer_tensor, forced_inputs
 from lmms_textdom.core.probe import AttentionProbe, install, output_ends, text_attention_implementation
 from lmms_textdom.models.answer_log import logged_answer
+from lmms_textdom.models.thinking import THINK_MARKERS, marker_finder
+from lmms_textdom.models.placement import parts_of, run_items
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 # Task generation kwargs forwarded to transformers' generate (``until`` becomes stop strings).
@@ -56,6 +59,10 @@ COMMON_ARGS = (
         requirement="eager or a name registered in transformers' AttentionInterface (not paged attention)",
     ),
     Arg("textdom", True, "measure MDI/AEI; false = plain generation", kind=bool),
+    Arg(
+        "compile", False, "decode with a static KV cache and the decoding step compiled by torch.compile (the probe records "
+        "inside the graph; the first batch of each shape compiles for minutes); sdpa or eager attention", kind=bool,
+    ),  # fmt: skip
     Arg("batch_size", 1, "requests per generate call (left padding)", kind=int, check=lambda v: v >= 1, requirement="an integer >= 1"),
     Arg("max_batch_size", None, "accepted from the lmms-eval CLI, unused", kind=int),
     Arg("trust_remote_code", False, "allow checkpoint code from the hub", kind=bool),
@@ -68,6 +75,8 @@ COMMON_ARGS = (
     KNOCKOUT_SCORE,
     KEY_STATS,
     KEY_STATS_POSITIONS,
+    THINK_MARKERS,
+    ATTENTION_MAPS,
 )
 
 
@@ -88,6 +97,7 @@ class Prepared:
     inputs: dict[str, Any]
     classes: PositionClasses
     sample_settings: list[dict] = field(default_factory=list)  # per-sample effective settings, if any
+    decoded: list[list] = field(default_factory=list)  # per sample, visuals as the family decoded them (video frames), if any
 
 
 def plan_batches(contexts: Sequence[str], gen_kwargs: Sequence[dict], batch_size: int) -> list[list[int]]:
@@ -123,6 +133,7 @@ class TextdomModel(lmms):
         super().__init__()
         try:
             self.args = parse_model_args(self.model_args_spec(), kwargs, self.MODEL_ID)
+            self.args["attention_maps"] = str(self.args["attention_maps"]).lower()  # lmms-eval hands over true as a bool
             self._rank = int(os.environ.get("RANK", 0))
             self._world_size = int(os.environ.get("WORLD_SIZE", 1))
             self._device = self._resolve_device()
@@ -130,8 +141,10 @@ class TextdomModel(lmms):
             self.check_args()
             self.switches = self._switches()
             self.knockout = self._knockout_layers()
+            self._check_compile()
             self.model, self.processor = self.load()
             self.model.eval()
+            self.thinking = marker_finder(self.args["think_markers"], self.tokenizer, self.FAMILY_THINK_MARKERS) if self.args["textdom"] else None
             if self.args["device_map"] == "auto":
                 self._device = self.model.device
             if self.args["textdom"] or self.knockout or self.switches.edits_attention:
@@ -140,6 +153,9 @@ class TextdomModel(lmms):
             fail_loudly(exc)
 
     # ----- what a family provides ---------------------------------------------------------------
+
+    #: why ``compile=true`` cannot work for this family (None: its language model decodes compiled)
+    NO_COMPILED_DECODING: str | None = None
 
     def check_args(self) -> None:
         """Cross-checks of model_args that need no weights (may read the checkpoint's config)."""
@@ -155,6 +171,14 @@ class TextdomModel(lmms):
 
     def prepare(self, batch: list[Request]) -> Prepared:
         raise NotImplementedError
+
+    #: the markers this family's thinking checkpoints write, when neither tokenizer nor chat template names them
+    FAMILY_THINK_MARKERS: tuple[str, str] = ("<think>", "</think>")
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Per sample, where each non-text item's positions lie (``models/placement.py``), in sequence order.
+        A family that describes nothing gets each run of a class with its size only."""
+        return [run_items(prepared.classes, b) for b in range(len(batch))]
 
     #: name of the family's pruning method, recorded with the results ("cls" = FasterVLM)
     PRUNE_METHOD: str | None = None
@@ -173,6 +197,7 @@ class TextdomModel(lmms):
             "knockout_layers": format_layers(self.knockout),
             "key_stats": self.args["key_stats"],
             **self.switches.record(),
+            "attention_maps": self.args["attention_maps"],
         }
 
     @property
@@ -220,9 +245,9 @@ class TextdomModel(lmms):
 
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
-        for name in ("key_stats", "knockout_score"):
-            if self.args[name] and not self.args["textdom"]:
-                raise UsageError(f"{self.MODEL_ID}: {name}=true records into the textdom payload; it needs textdom=true")
+        for name in ("key_stats", "knockout_score", "attention_maps"):
+            if self.args[name] not in (False, "false") and not self.args["textdom"]:
+                raise UsageError(f"{self.MODEL_ID}: {name}={self.args[name]} records into the textdom payload; it needs textdom=true")
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
@@ -231,6 +256,16 @@ class TextdomModel(lmms):
             return parse_layers(text, depth)
         except ValueError as exc:
             raise UsageError(f"{self.MODEL_ID}: model_arg knockout_layers={text!r} is invalid: {exc}") from None
+
+    def _check_compile(self) -> None:
+        if not self.args["compile"]:
+            return
+        if self.NO_COMPILED_DECODING:
+            raise UsageError(f"{self.MODEL_ID}: compile=true is not supported: {self.NO_COMPILED_DECODING}; use compile=false")
+        if self.args["attn_implementation"] not in ("sdpa", "eager"):
+            raise UsageError(f"{self.MODEL_ID}: compile=true needs attn_implementation=sdpa or eager, not {self.args['attn_implementation']!r}")
+        if self.knockout or self.args["key_stats"]:
+            raise UsageError(f"{self.MODEL_ID}: knockout_layers and key_stats run in eager decoding only; use compile=false with them")
 
     #: the task sweeps run when none is named (``lmms-textdom table2 --model ...``)
     DEFAULT_TASK = "mmmu_pro_textdom"
@@ -310,6 +345,8 @@ class TextdomModel(lmms):
         if out["do_sample"]:
             out["temperature"] = temperature or 1.0
         out.setdefault("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        if self.args["compile"]:
+            out.update(compiled_decoding())
         if out.get("num_beams", 1) not in (1, None) and self.args["textdom"]:
             raise UsageError(f"{self.MODEL_ID}: textdom measures greedy or sampled decoding; the task asks num_beams={out['num_beams']}")
         if out.get("num_beams", 1) not in (1, None) and self.switches.contrasts:
@@ -351,9 +388,12 @@ class TextdomModel(lmms):
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
         if self.switches.contrasts:  # VCD's second pass steps beside generate (knockout_score, which reuses gen, is refused with it)
             gen["logits_processor"] = LogitsProcessorList([self._contrast(batch, prepared, prompt_len)])
+        items, parts = self._map_plan(batch, prepared)
         with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions, self.switches) as keys:
             if self.args["textdom"]:
-                with AttentionProbe(self.model, prepared.classes) as probe:
+                with AttentionProbe(
+                    self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"], attention_maps=items is not None, map_parts=parts
+                ) as probe:
                     out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
             else:
                 out = self.model.generate(**inputs, **gen, pad_token_id=pad_id)
@@ -372,15 +412,36 @@ class TextdomModel(lmms):
         if self.knockout and self.args["knockout_score"]:
             with torch.inference_mode():
                 effects = knockout_effects(self.model, inputs, gen, pad_id, prepared.classes, self.knockout, new, prompt_len)
-        stats = probe.stats(lengths)
+        stats = probe.stats(lengths, self.segment_rows([new[b, :n].tolist() for b, n in enumerate(lengths)], inputs))
         run = {**self.settings(), "probe_path": probe.path}
         extra = prepared.sample_settings or [{}] * len(batch)
         key_stats = keys.samples() if keys is not None else [None] * len(batch)
+        maps = self._map_records(probe, lengths, items)
         answers = [
-            [text, encode_payload(s, {**run, **e}, key_stats=k, knockout=f)]
-            for text, s, e, k, f in zip(texts, stats, extra, key_stats, effects)
+            [text, encode_payload(s, {**run, **e}, per_sample=e, key_stats=k, knockout=f, attention_maps=m)]
+            for text, s, e, k, f, m in zip(texts, stats, extra, key_stats, effects, maps)
         ]
         return with_token_counts(answers, seen, lengths)
+
+    def segment_rows(self, answers: list[list[int]], inputs: dict[str, Any]) -> list | None:
+        """Where each answer's thinking and answer rows lie (``models/thinking.py``); None with ``think_markers=none``."""
+        if self.thinking is None:
+            return None
+        prompts = inputs.get("input_ids")  # left-padded: each row ends with its own prompt's last tokens
+        return [self.thinking.rows(a, None if prompts is None else prompts[b].tolist()) for b, a in enumerate(answers)]
+
+    def _map_plan(self, batch: list[Request], prepared: Prepared) -> tuple[list | None, list | None]:
+        """(per-sample placement items, per-sample parts) when attention maps are asked, else (None, None)."""
+        if self.args["attention_maps"] == "false" or not self.args["textdom"]:
+            return None, None
+        items = self.map_items(batch, prepared)
+        return items, [parts_of(sample, prepared.classes.names[1:]) for sample in items]
+
+    def _map_records(self, probe: AttentionProbe, lengths: list[int], items: list | None) -> list[dict | None]:
+        if items is None:
+            return [None] * len(lengths)
+        maps = probe.attention_maps(lengths, quarters=self.args["attention_maps"] == "steps")
+        return [replace(m, items=sample).to_dict() for m, sample in zip(maps, items)]
 
     def response_batches(self, requests) -> list[list[int]]:
         """Indices of ``requests`` in the batches that ``generate_until`` runs."""
@@ -415,16 +476,24 @@ class TextdomModel(lmms):
         inputs = self._to_device(prepared.inputs)
         pad_id = self.pad_token_id
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
+        items, parts = self._map_plan(batch, prepared)
         with (
             torch.inference_mode(),
             AttentionSwitches(self.model, self.switches, prepared.classes),
-            AttentionProbe(self.model, prepared.classes, answer_rows=tokens.shape[1]) as probe,
-        ):
+            AttentionProbe(
+                self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_parts=parts
+            ) as probe,
+        ):  # fmt: skip
             self.model(**forced_inputs(self.model, inputs, tokens))
-        stats = probe.stats([len(a) for a in answers])
+        lengths = [len(a) for a in answers]
+        stats = probe.stats(lengths, self.segment_rows(answers, inputs))
         run = {**self.settings(), "probe_path": probe.path, **run_settings}
         extra = prepared.sample_settings or [{}] * len(batch)
-        return [encode_payload(s, {**run, **e}, answer=a) for s, e, a in zip(stats, extra, answer_records)]
+        maps = self._map_records(probe, lengths, items)
+        return [
+            encode_payload(s, {**run, **e}, per_sample=e, answer=a, attention_maps=m)
+            for s, e, a, m in zip(stats, extra, answer_records, maps)
+        ]
 
     def generate_until(self, requests) -> list:
         try:

@@ -27,9 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-layers", nargs="+", type=int, metavar="LAYER", help="layers in the key projection figure (runs with key_stats; default: first, middle, last)")
     parser.add_argument(
         "--columns", nargs="+", choices=sorted(EXTRA_COLUMNS), default=[],
-        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI)",
+        help="optional column sets beside the paper's: content (MDI/AEI with T = the task's own text), decay (late over early answer MDI), "
+        "segments (a thinking model's MDI over its reasoning and over its answer), "
+        "spread (entropy and top-10%% share of the non-text attention map; runs with attention_maps=true)",
     )  # fmt: skip
-    parser.add_argument("--no-figures", action="store_true", help="write the table only")
+    parser.add_argument(
+        "--samples", type=int, default=0, metavar="N",
+        help="also write a sample viewer per run with attention maps (model_arg attention_maps=true): its first N samples (default: 0, none)",
+    )  # fmt: skip
+    parser.add_argument("--no-figures", action="store_true", help="write the table only (and, with --samples, the viewer pages without PNGs)")
     parser.add_argument("--progress", action="store_true", help="progress bars even on small inputs, and when stderr is not a terminal")
 
 
@@ -54,6 +60,8 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     """Everything the command does; returns the files written."""
     if args.resamples < 0:
         raise UsageError(f"--resamples must be 0 (no intervals) or more, got {args.resamples}")
+    if args.samples < 0:
+        raise UsageError(f"--samples must be 0 (no viewer) or more, got {args.samples}")
     loaded = load_runs(args.paths, args.progress)
     runs, duplicate_notes = keep_latest(loaded.runs)
     if not runs:
@@ -76,6 +84,11 @@ def run_report(args: argparse.Namespace) -> list[Path]:
         figure_files, figure_notes = answer_figures.draw(rows, args.resamples, args.seed, out / "figures")
         written += figure_files
         notes += figure_notes
+        from lmms_textdom.report import thinking_figures
+
+        figure_files, figure_notes = thinking_figures.draw(rows, args.resamples, args.seed, out / "figures")
+        written += figure_files
+        notes += figure_notes
     from lmms_textdom.report import key_space
 
     key_files, key_notes, key_table = key_space.write(rows, out, not args.no_figures, args.key_layers)
@@ -84,6 +97,12 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     sweep_tables, sweep_files, sweep_notes = paired_sweeps(args.paths, out, args.resamples, args.seed, not args.no_figures)
     written += sweep_files
     notes += sweep_notes
+    if args.samples:
+        from lmms_textdom.report import viewers
+
+        viewer_files, viewer_notes = viewers.write(rows, out, args.samples, not args.no_figures)
+        written += viewer_files
+        notes += viewer_notes
     for note in notes:
         print(f"lmms-textdom report: {note}", file=sys.stderr)
     title = caption(args.aggregation, args.resamples, args.seed) + extra_caption(args.columns)

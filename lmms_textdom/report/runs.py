@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
-from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES
+from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES, PER_SAMPLE
 from lmms_textdom.mitigations.settings import SWITCH_ARGS, switch_settings
 from lmms_textdom.progress import progress_bar
 from lmms_textdom.provenance import LIBRARIES
@@ -25,9 +25,10 @@ from lmms_textdom.core.stats import SampleStats
 
 RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
-#: Settings that describe one sample, not the run: they never tell runs apart (``probe_path``: how
-#: the probe computed the rows, the same numbers either way).
-PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path")
+#: Settings that never tell runs apart: those describing one sample in logs older than the record's
+#: own list of them (``per_sample_settings``), ``probe_path`` (how the probe computed the rows) and
+#: ``attention_maps`` (what else was recorded): the same numbers either way.
+PER_SAMPLE_SETTINGS = ("nontext_original", "nontext_kept", "probe_path", "attention_maps")
 #: Run settings that older logs lack, with their meaning when absent: no pruning, no replication.
 DEFAULT_SETTINGS = {"prune_method": None, "prune_ratio": 0.0, "nontext_repeat": 1, "knockout_layers": None, "key_stats": False}
 #: Sample logs larger than this in total get a progress bar (on a terminal) without being asked.
@@ -59,6 +60,7 @@ class Run:
     logged: dict[str, float | None]  # the results file's own MDI/AEI (mean of per-sample) and count
     samples: list[SampleStats] | None  # None without a readable sample log
     provenance: dict[str, Any]  # plugin and library versions (from the sample log), model_args, generation kwargs, date
+    spreads: list[dict | None] | None = None  # per sample, the attention maps' spread numbers (attention_maps=true), else None
 
     @property
     def is_group(self) -> bool:
@@ -70,6 +72,7 @@ class SampleLog:
     samples: list[SampleStats]
     settings: dict[str, Any]
     provenance: dict[str, Any]  # the first sample's: which code measured it (empty in older logs)
+    spreads: list[dict | None]  # per sample: its record's spread numbers, None without attention maps
 
 
 @dataclass
@@ -173,6 +176,7 @@ def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
     """All measured samples of a task's log (failed requests are skipped, but counted against
     ``expected``, the samples evaluated); any bad line makes the whole log unusable."""
     samples: list[SampleStats] = []
+    spreads: list[dict | None] = []
     failed = 0
     settings: dict[str, Any] | None = None
     recorded: dict[str, Any] = {}
@@ -187,16 +191,18 @@ def read_sample_log(path: Path, expected: int | None, progress) -> SampleLog:
                     failed += 1
                     continue
                 samples.append(SampleStats.from_dict(record["stats"]))
+                spreads.append(record.get("spread"))
             except ValueError as exc:
                 raise ReadError(f"line {number} is not a complete sample ({exc}); the file looks cut off") from exc
             except (KeyError, TypeError) as exc:
                 raise ReadError(f"line {number} lacks the textdom record ({exc!r}) that every sample of a measured task has") from exc
-            if settings is None:
-                settings = record.get("settings") or {}
+            if settings is None:  # the run's: the first sample's settings less what describes that sample only
+                per_sample = set(record.get(PER_SAMPLE, ()))
+                settings = {k: v for k, v in (record.get("settings") or {}).items() if k not in per_sample}
                 recorded = record.get("provenance") or {}
     if expected is not None and len(samples) + failed != expected:
         raise ReadError(f"it holds {len(samples) + failed} samples where the results file counts {expected}; the log is partial")
-    return SampleLog(samples, settings or {}, recorded)
+    return SampleLog(samples, settings or {}, recorded, spreads)
 
 
 class ResultsFile:
@@ -259,6 +265,7 @@ class ResultsFile:
             logged={name: number_or_none(self.results[task].get(f"{name},none")) for name in TEXTDOM_RESULTS},
             samples=[s for log in found for s in log.samples] if complete else None,
             provenance=self.provenance(leaves, found),
+            spreads=[s for log in found for s in log.spreads] if complete else None,
         )
 
 

@@ -217,7 +217,7 @@ def add_extra_cells(rows: list[Row], extra: list[str], resamples: int, seed: int
         return
     for row in rows:
         if row.run.samples:
-            found = answer_views.extra_cells(row.run.samples, extra, resamples, seed, repr(identity(row.run)))
+            found = answer_views.extra_cells(row.run.samples, extra, resamples, seed, repr(identity(row.run)), row.run.spreads)
             row.cells.update({k: Cell(*v) for k, v in found.items()})
 
 

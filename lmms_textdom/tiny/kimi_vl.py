@@ -46,6 +46,11 @@ CHAT_TEMPLATE = (
 )
 
 
+#: Kimi-VL-A3B-Thinking writes its reasoning between ◁think▷ and ◁/think▷, plain text of its BPE
+#: vocabulary (``◁`` + ``think`` + ``▷``, no added token): taught to the tiny ranks the same way
+THINKING = ["◁think▷ the image shows a cat ◁/think▷ the answer is a"] * 4
+
+
 def bpe_ranks(merges: int = 200) -> dict[bytes, int]:
     """Byte-level BPE ranks learned on the shared tiny corpus: the 256 bytes, then each merge."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -54,7 +59,7 @@ def bpe_ranks(merges: int = 200) -> dict[bytes, int]:
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=256 + merges, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    core.train_from_iterator([*CORPUS, "system user assistant image You are a helpful assistant"], trainer)
+    core.train_from_iterator([*CORPUS, "system user assistant image You are a helpful assistant", *THINKING], trainer)
     byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
     ranks = {bytes([b]): b for b in range(256)}
     for left, right in json.loads(core.to_str())["model"]["merges"]:

@@ -21,6 +21,10 @@ CHAT_TEMPLATE = (
     "{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+#: A thinking release (Qwen3-VL-Thinking's convention): ``<think>`` and ``</think>`` are added tokens
+#: (not special, so decoded text keeps them), and the generation prompt opens the thinking itself.
+THINK_TOKENS = ["<think>", "</think>"]
+THINKING_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n<think>\n{% endif %}")
 
 
 def build_qwen2_5_vl(
@@ -41,13 +45,18 @@ def build_qwen2_5_vl(
     seed: int = 0,
     attn_implementation: str = "sdpa",
     initializer_range: float = 0.2,
+    thinking: bool = False,
 ):
     """Returns (model, processor). A 56 x 56 image is a 4 x 4 patch grid, 4 merged image tokens.
 
     The default vision tower has 3 blocks, the middle one full attention, so the last
     full-attention block is not the last block and windows (56 px = 2 x 2 merged tokens) matter.
+    ``thinking``: a thinking release (``THINK_TOKENS``, ``THINKING_CHAT_TEMPLATE``).
     """
-    tok = build_tokenizer(SPECIALS, chat_template=CHAT_TEMPLATE)
+    template = THINKING_CHAT_TEMPLATE if thinking else CHAT_TEMPLATE
+    tok = build_tokenizer(SPECIALS, chat_template=template)
+    if thinking:
+        tok.add_tokens(THINK_TOKENS)
     ids = {name: tok.convert_tokens_to_ids(token) for name, token in (
         ("image_token_id", IMAGE_TOKEN), ("video_token_id", VIDEO_TOKEN),
         ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"),
@@ -71,7 +80,7 @@ def build_qwen2_5_vl(
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=14, merge_size=2, temporal_patch_size=2, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
     )
-    processor = ImageOnlyQwenProcessor(image_processor, tok, chat_template=CHAT_TEMPLATE)
+    processor = ImageOnlyQwenProcessor(image_processor, tok, chat_template=template)
     return model, processor
 
 

@@ -97,7 +97,8 @@ def item_graphs(doc) -> list[tuple[list[int], list[list[int]]]]:
 def doc_to_visual(doc):
     dataset = doc["id"].split("_")[0]
     table = feature_table(str(features_path()), dataset)
-    return [{"x": node_features(table, nodes, doc["id"]), "edge_index": edges} for nodes, edges in item_graphs(doc)]
+    # node_ids: the dataset's own node numbers, which attention maps name each graph position by
+    return [{"x": node_features(table, nodes, doc["id"]), "edge_index": edges, "node_ids": list(nodes)} for nodes, edges in item_graphs(doc)]
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):

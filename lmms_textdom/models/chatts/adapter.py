@@ -23,6 +23,7 @@ from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.placement import item_positions, series_item
 from lmms_textdom.models.chatts.config import ChatTSConfig, read_chatts_config
 from lmms_textdom.models.chatts.encoder import load_encoder
 from lmms_textdom.models.chatts.inputs import PLACEHOLDER, TIME_SERIES, batch_tensors, lay_out, marker_ids
@@ -109,3 +110,12 @@ class ChatTSTextdom(TextdomModel):
                 {"inputs_embeds": (embeds, 0.0), "attention_mask": (mask, 0)},
             )  # fmt: skip
         return Prepared(inputs, classes, settings)
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Each series: token i covers values i * patch_size up to the next token's."""
+        out = []
+        for b, request in enumerate(batch):
+            counts = prepared.sample_settings[b]["ts_patch_counts"]
+            placed = item_positions(prepared.classes, b, TIME_SERIES, counts) if counts else []
+            out.append([series_item(TIME_SERIES, values, self.chatts.patch_size, n, offsets) for values, (n, offsets) in zip(request.visuals, placed)])
+        return out

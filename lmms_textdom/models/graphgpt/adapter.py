@@ -19,10 +19,11 @@ from torch import nn
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.placement import graph_item, item_positions, tensor_list
 from lmms_textdom.models.graphgpt.checkpoint import (
     PROJECTOR, TOWER, GraphGPTLanguageModel, llama_config, read_config, read_graphclip, read_prefixed, strip,
 )  # fmt: skip
-from lmms_textdom.models.graphgpt.inputs import GraphTokens, build_inputs, tokenize
+from lmms_textdom.models.graphgpt.inputs import GRAPH_CLASS, GraphTokens, build_inputs, tokenize
 from lmms_textdom.models.graphgpt.prompt import END, GRAPH, PATCH, START, check_graph_count, conversation, expand_graphs
 from lmms_textdom.models.graphgpt.tokenizer import load_tokenizer
 from lmms_textdom.models.graphgpt.tower import GraphTransformer, TowerConfig
@@ -165,3 +166,15 @@ class GraphGPTTextdom(TextdomModel):
                 text_parts=(texts, task_pieces, self.tokenizer),
             )  # fmt: skip
         return Prepared(inputs, classes, counts)
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Each graph: one position per node, named by the node ids the task gives (``node_ids``), else 0, 1, ..."""
+        out = []
+        for b, request in enumerate(batch):
+            nodes = prepared.sample_settings[b]["graph_nodes"]
+            placed = item_positions(prepared.classes, b, GRAPH_CLASS, nodes) if nodes else []
+            out.append([
+                graph_item(GRAPH_CLASS, tensor_list(graph.get("node_ids", range(count))), n, offsets)
+                for graph, count, (n, offsets) in zip(request.visuals, nodes, placed)
+            ])  # fmt: skip
+        return out

@@ -79,7 +79,7 @@ def build_inputs(
         ids, embeds, mask = edited["input_ids"], edited["inputs_embeds"], edited["attention_mask"]
         counts = [{**c, **e} for c, e in zip(counts, edit_counts)]
     markers = torch.isin(ids, torch.tensor([tokens.start, tokens.end]))
-    classes = PositionClasses(classes.names, classes.ids, subclasses={MARKER_SUBCLASS: markers & (classes.ids == 0)})
+    classes = classes.with_subclasses({MARKER_SUBCLASS: markers & (classes.ids == 0)})
     if text_parts is not None:
         classes = with_text_parts(classes, ids, *text_parts)
     return {"inputs_embeds": embeds, "attention_mask": mask.to(device)}, classes, counts

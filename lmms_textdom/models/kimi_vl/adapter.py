@@ -24,6 +24,7 @@ from lmms_textdom.editing.received_attention import RasterReceivedScorer
 from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.placement import grid_view, image_item, item_positions
 from lmms_textdom.models.kimi_vl.checkpoint import load_kimi_vl, native_config, read_kimi_config
 from lmms_textdom.models.kimi_vl.images import KimiImageRules
 from lmms_textdom.models.kimi_vl.inputs import KimiProcessor
@@ -38,8 +39,12 @@ class KimiVLTextdom(TextdomModel):
     NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
     DEFAULT_PRETRAINED = "moonshotai/Kimi-VL-A3B-Instruct"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
+    # DeepseekV3's cache holds the compressed latents; the probe needs keys the finished cache still holds
+    NO_COMPILED_DECODING = "its latent attention (MLA) computes each pass's keys from the cache, which the probe cannot read back after a compiled graph"
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "kimi_vl", "Kimi-VL"
+    # Kimi-VL-A3B-Thinking writes them as plain text: its tokenizer and chat template do not name them
+    FAMILY_THINK_MARKERS = ("◁think▷", "◁/think▷")
 
     def check_args(self) -> None:
         if self.args["trust_remote_code"]:
@@ -94,6 +99,24 @@ class KimiVLTextdom(TextdomModel):
         prepared = self.edited_inputs(inputs, classes)
         prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
         return prepared
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Each image: its merged-token grid, which also covers the padding added on the bottom and right."""
+        rules, out = self.processor.rules, []
+        for b, request in enumerate(batch):
+            grids = [rules.grid(image) for image in request.visuals]
+            merge_h, merge_w = rules.merge_kernel_size
+            placed = item_positions(prepared.classes, b, "image", [rows * cols // rules.merge for rows, cols in grids])
+            items = []
+            for image, (rows, cols), (n, offsets) in zip(request.visuals, grids, placed):
+                (width, height), (scaled_w, scaled_h) = rules.resized_size(image), rules.scaled_size(*image.size)
+                if rules.pad_input:  # the image sits at the top left of the padded canvas
+                    box = (0.0, 0.0, width / scaled_w, height / scaled_h)
+                else:  # centre crop
+                    box = ((1 - width / scaled_w) / 2, (1 - height / scaled_h) / 2, (1 + width / scaled_w) / 2, (1 + height / scaled_h) / 2)
+                items.append(image_item("image", image, [grid_view(0, rows // merge_h, cols // merge_w, box)], n, offsets))
+            out.append(items)
+        return out
 
     @torch.inference_mode()
     def image_features(self, inputs: dict) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 from transformers import LlavaForConditionalGeneration
+from transformers.image_transforms import get_resize_output_image_size
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.placement import grid_view, image_item, item_positions
 from lmms_textdom.editing.pruning import ClsAttentionCapture, feature_layer_attention
 from lmms_textdom.editing.sequence import edit_nontext
 
@@ -73,6 +76,35 @@ class LlavaHfTextdom(TextdomModel):
         if not self.edits_nontext or not images:
             return Prepared(dict(inputs), classes)
         return self.edited_inputs(inputs, classes)
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Each image: one square grid of patch tokens over the part of the image the processor keeps."""
+        out = []
+        for b, request in enumerate(batch):
+            images = [image.convert("RGB") for image in request.visuals]
+            layouts = [self.image_views(image) for image in images]
+            placed = item_positions(prepared.classes, b, "image", [tokens for _, tokens in layouts])
+            out.append([image_item("image", image, views, n, offsets) for image, (views, _), (n, offsets) in zip(images, layouts, placed)])
+        return out
+
+    def image_views(self, image) -> tuple[list[dict], int]:
+        """(token grids, tokens) of one image in the language model's layout."""
+        vision = self.model.config.vision_config
+        side = vision.image_size // vision.patch_size
+        return [grid_view(0, side, side, self.crop_box(image))], side * side
+
+    def crop_box(self, image) -> tuple[float, float, float, float]:
+        """The centre crop CLIP's processor keeps after resizing the shortest edge, in fractions of the image."""
+        processor = self.processor.image_processor
+        size, crop = dict(processor.size or {}), dict(processor.crop_size or {})
+        if not getattr(processor, "do_center_crop", False) or "height" not in crop:
+            return (0.0, 0.0, 1.0, 1.0)
+        if "shortest_edge" in size:  # transformers' own size rule (integer sizes), then its integer centre offsets
+            height, width = get_resize_output_image_size(np.zeros((image.height, image.width, 1)), size["shortest_edge"], default_to_square=False)
+        else:
+            height, width = size.get("height", image.height), size.get("width", image.width)
+        top, left = (height - crop["height"]) // 2, (width - crop["width"]) // 2
+        return (left / width, top / height, (left + crop["width"]) / width, (top + crop["height"]) / height)
 
     def image_feature_kwargs(self, inputs) -> dict:
         """Extra arguments of the model's ``get_image_features`` (LLaVA-NeXT needs the image sizes)."""

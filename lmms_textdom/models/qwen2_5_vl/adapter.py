@@ -27,6 +27,7 @@ from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import FPS, NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg, frame_sampling_arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.layout import content_order
+from lmms_textdom.models.placement import grid_view, image_item, item_positions, video_item
 from lmms_textdom.models.qwen2_5_vl.inputs import (
     VIDEO_MAX_PIXELS,
     VIDEO_MIN_PIXELS,
@@ -142,6 +143,7 @@ class Qwen25VLTextdom(TextdomModel):
         classes = classify_tokens(inputs["input_ids"], dict(zip(("image", "video"), token_ids)), inputs["attention_mask"])
         classes = with_text_parts(classes, inputs["input_ids"], prompts, [r.context for r in batch], self.tokenizer)
         sampled = iter(videos)
+        decoded = self.decoded_visuals(batch, kinds, videos, inputs)
         per_sample = [{"content_order": self.order(k)} for k in kinds]
         for settings, k in zip(per_sample, kinds):
             if "video" in k:
@@ -150,10 +152,52 @@ class Qwen25VLTextdom(TextdomModel):
                 settings["video_frames"] = [v.indices for v in mine]
                 settings["video_fps"] = [v.sampled_fps for v in mine]
         if not self.edits_nontext or not (images or videos):
-            return Prepared(inputs, classes, per_sample)
+            return Prepared(inputs, classes, per_sample, decoded)
         prepared = self.edited_inputs(inputs, classes)
         prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
+        prepared.decoded = decoded
         return prepared
+
+    def decoded_visuals(self, batch: list[Request], kinds: list[list[str]], videos: list[SampledVideo], inputs: dict) -> list[list]:
+        """Per sample, (kind, image or sampled video, patch grid t x h x w, seconds per temporal patch) in the task's order."""
+        grids = {kind: iter(inputs[f"{kind}_grid_thw"].tolist()) for kind in ("image", "video") if f"{kind}_grid_thw" in inputs}
+        seconds = iter(inputs["second_per_grid_ts"].tolist()) if "second_per_grid_ts" in inputs else iter(())
+        sampled, out = iter(videos), []
+        for request, sample_kinds in zip(batch, kinds):
+            out.append([
+                (kind, visual if kind == "image" else next(sampled), next(grids[kind]), None if kind == "image" else next(seconds))
+                for visual, kind in zip(request.visuals, sample_kinds)
+            ])  # fmt: skip
+        return out
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Images: the merged-token grid over the resized image. Videos: one token grid per temporal patch
+        (two frames), at the time the model's positions give it."""
+        merge = self.processor.image_processor.merge_size
+        out = []
+        for b, visuals in enumerate(prepared.decoded):
+            order = self.order([kind for kind, *_ in visuals])
+            sizes = {kind: [t * h * w // merge**2 for k, _, (t, h, w), _ in visuals if k == kind] for kind in ("image", "video")}
+            placed = {kind: iter(item_positions(prepared.classes, b, kind, sizes[kind])) for kind in sizes if sizes[kind]}
+            by_kind = {kind: iter([v for v in visuals if v[0] == kind]) for kind in ("image", "video")}
+            items = []
+            for kind in order:  # the language model's order of the visuals
+                if kind == "text":
+                    continue
+                _, visual, (t, h, w), seconds = next(by_kind[kind])
+                n, offsets = next(placed[kind])
+                rows, cols = h // merge, w // merge
+                if kind == "image":
+                    items.append(image_item(kind, visual, [grid_view(0, rows, cols)], n, offsets))
+                    continue
+                frames = [
+                    {"start": j * rows * cols, "tokens": rows * cols, "time": j * seconds, "frame": visual.indices[min(2 * j, len(visual.indices) - 1)]}
+                    for j in range(t)
+                ]  # fmt: skip
+                pictures = [visual.frames[min(2 * j, len(visual.frames) - 1)] for j in range(t)]
+                items.append(video_item(kind, frames, pictures, n, offsets, grid=(rows, cols)))
+            out.append(items)
+        return out
 
     @torch.inference_mode()
     def visual_features(self, inputs: dict, kind: str) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:

@@ -20,6 +20,7 @@ from lmms_textdom.core.modality import PositionClasses, classify_tokens
 from lmms_textdom.core.text_parts import with_text_parts
 from lmms_textdom.models.args import NONTEXT_REPEAT, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
+from lmms_textdom.models.placement import audio_item, item_positions
 from lmms_textdom.editing.sequence import edit_nontext
 
 PROMPT_FORMAT = Arg(
@@ -69,14 +70,32 @@ class Qwen2AudioTextdom(TextdomModel):
         classes = classify_tokens(inputs["input_ids"], {"audio": self.model.config.audio_token_index}, inputs["attention_mask"])
         classes = with_text_parts(classes, inputs["input_ids"], texts, [r.context for r in batch], self.tokenizer)
         per_sample = self.clip_settings(batch, clips, inputs)
+        decoded, used = [], 0
+        for request in batch:  # the clips at the extractor's rate, for the attention maps' waveform
+            decoded.append(clips[used : used + len(request.visuals)])
+            used += len(request.visuals)
         # transformers' forward takes a prompt without two adjacent <|AUDIO|> as not yet expanded and
         # fails on it: a batch of one-token clips goes through the features path below instead
         one_token_clips = bool(clips) and max(max(s["audio_tokens"], default=0) for s in per_sample) < 2
         if not (self.edits_nontext or one_token_clips) or not clips:
-            return Prepared(dict(inputs), classes, per_sample)
+            return Prepared(dict(inputs), classes, per_sample, decoded)
         prepared = self.edited_inputs(inputs, classes)
         prepared.sample_settings = [{**a, **b} for a, b in zip(per_sample, prepared.sample_settings)]
+        prepared.decoded = decoded
         return prepared
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Each clip: its tokens in time order, each covering the clip's encoded seconds / tokens."""
+        extractor, out = self.processor.feature_extractor, []
+        for b, clips in enumerate(prepared.decoded):
+            settings = prepared.sample_settings[b]
+            tokens, seconds = settings.get("audio_tokens", []), settings.get("audio_seconds", [])
+            placed = item_positions(prepared.classes, b, "audio", tokens) if clips else []
+            out.append([
+                audio_item("audio", clip[: extractor.n_samples], s, t, n, offsets)
+                for clip, s, t, (n, offsets) in zip(clips, seconds, tokens, placed)
+            ])  # fmt: skip
+        return out
 
     def clip_settings(self, batch: list[Request], clips: list, inputs) -> list[dict]:
         """Per sample, each clip's audio tokens and the seconds the encoder took (cut at 30 s); a clip without tokens is refused."""

@@ -29,9 +29,11 @@ from lmms_textdom.editing.sequence import edit_nontext
 from lmms_textdom.models.args import NONTEXT_REPEAT, PRUNE_RATIO, VIDEO_ORDER, Arg
 from lmms_textdom.models.base import Prepared, Request, TextdomModel
 from lmms_textdom.models.checkpoint import checkpoint_file
+from lmms_textdom.models.layout import content_order
+from lmms_textdom.models.placement import grid_view, image_item, item_positions, video_item
 from lmms_textdom.models.videollama3.checkpoint import checkpoint_config_dict, load_videollama3, text_config, uses_token_compression
 from lmms_textdom.models.videollama3.frames import DEFAULT_FPS, DEFAULT_MAX_FRAMES, sample_clip
-from lmms_textdom.models.videollama3.inputs import MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, encode_batch
+from lmms_textdom.models.videollama3.inputs import IMAGE_MERGE, MAX_VISUAL_TOKENS, MEAN, MIN_VISUAL_TOKENS, STD, VIDEO_MERGE, encode_batch
 from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
 
 
@@ -104,20 +106,79 @@ class VideoLlama3Textdom(TextdomModel):
     def prepare(self, batch: list[Request]) -> Prepared:
         mean, std = self._normalisation
         a = self.args
+        visuals = [self.visuals(r) for r in batch]
         encoded = encode_batch(
-            self.tokenizer, [(r.context, self.visuals(r)) for r in batch], a["max_visual_tokens"], a["token_compression"],
+            self.tokenizer, [(r.context, v) for r, v in zip(batch, visuals)], a["max_visual_tokens"], a["token_compression"],
             mean, std, a["video_order"], a["faithful_resize_bug"],
         )  # fmt: skip
+        decoded = self.decoded_visuals(visuals, encoded.inputs)
         inputs, config = encoded.inputs, self.model.config
         classes = classify_tokens(
             inputs["input_ids"], {"image": config.image_token_id, "video": config.video_token_id}, inputs["attention_mask"]
         )
         classes = with_text_parts(classes, inputs["input_ids"], encoded.prompts, [r.context for r in batch], self.tokenizer)
         if not self.edits_nontext or not (encoded.image_tokens or encoded.frame_tokens):
-            return Prepared(inputs, classes, encoded.per_sample)
+            return Prepared(inputs, classes, encoded.per_sample, decoded)
         prepared = self.edited_inputs(inputs, classes, encoded.image_tokens, encoded.frame_tokens)
         prepared.sample_settings = [{**a, **b} for a, b in zip(encoded.per_sample, prepared.sample_settings)]
+        prepared.decoded = decoded
         return prepared
+
+    @staticmethod
+    def decoded_visuals(visuals: list[list], inputs: dict) -> list[list]:
+        """Per sample, (image or clip, patch grid t x h x w, kept tokens per frame or None) in the task's order."""
+        grids = {kind: iter(inputs[f"{kind}_grid_thw"].tolist()) for kind in ("image", "video") if f"{kind}_grid_thw" in inputs}
+        kept = inputs.get("video_compression_mask")
+        used, out = 0, []
+        for sample in visuals:
+            described = []
+            for visual in sample:
+                if isinstance(visual, Image.Image):
+                    described.append((visual, next(grids["image"]), None))
+                    continue
+                t, h, w = next(grids["video"])
+                per_frame = h * w // VIDEO_MERGE**2
+                mask = kept[used : used + t * per_frame].view(t, per_frame)
+                used += t * per_frame
+                described.append((visual, [t, h, w], [row.nonzero().flatten().tolist() for row in mask]))
+            out.append(described)
+        return out
+
+    def map_items(self, batch: list[Request], prepared: Prepared) -> list[list[dict]]:
+        """Images: their patch grid. Videos: a merged-token grid per frame, at its announced time; a frame's
+        tokens dropped by the frame-difference compression, like pruned ones, have no position."""
+        out = []
+        for b, visuals in enumerate(prepared.decoded):
+            images = [v for v in visuals if v[2] is None]
+            videos = [v for v in visuals if v[2] is not None]
+            placed_images = iter(item_positions(prepared.classes, b, "image", [h * w // IMAGE_MERGE**2 for _, (_, h, w), _ in images]) if images else [])
+            frames = [len(k) for _, _, kept in videos for k in kept]  # each frame is one item of the edit path
+            placed_frames = iter(item_positions(prepared.classes, b, "video", frames) if videos else [])
+            by_kind = {"image": iter(images), "video": iter(videos)}
+            kinds = ["video" if v[2] is not None else "image" for v in visuals]
+            items = []
+            for kind in content_order(kinds, self.args["video_order"]):
+                if kind == "text":
+                    continue
+                visual, (t, h, w), kept = next(by_kind[kind])
+                if kind == "image":
+                    n, offsets = next(placed_images)
+                    items.append(image_item(kind, visual, [grid_view(0, h // IMAGE_MERGE, w // IMAGE_MERGE)], n, offsets))
+                    continue
+                rows, cols = h // VIDEO_MERGE, w // VIDEO_MERGE
+                layout, total = [], 0  # each position's index among the frame-major uncompressed tokens
+                for f, frame_kept in enumerate(kept):
+                    n, offsets = next(placed_frames)
+                    chosen = frame_kept if offsets is None else [frame_kept[o] for o in offsets]
+                    layout += [f * rows * cols + k for k in chosen]
+                    total += n
+                described = [
+                    {"start": f * rows * cols, "tokens": rows * cols, "time": visual.timestamps[f], "frame": visual.indices[f]}
+                    for f in range(t)
+                ]  # fmt: skip
+                items.append(video_item(kind, described, visual.frames, total, layout, grid=(rows, cols)))
+            out.append(items)
+        return out
 
     @torch.inference_mode()
     def features(self, inputs: dict, kind: str) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
