@@ -13,6 +13,8 @@ COMMANDS = {
                "MDI/AEI and accuracy against pruning ratio or replication factor (paper Table 2)"),
     "knockout": ("lmms_textdom.sweeps.knockout", "add_arguments", "run_from_args",
                  "accuracy and changed answers with a sliding window of layers cut off from the non-text input"),
+    "sweep": ("lmms_textdom.sweeps.sweep", "add_arguments", "run_from_args",
+              "one lmms-eval run per point of a model_args grid (--vary KEY=v1,v2), paired against the plain greedy baseline"),
     "report": ("lmms_textdom.report.command", "add_arguments", "run_report",
                "leaderboard (Markdown, CSV, HTML) and figures from lmms-eval outputs"),
     "measure": ("lmms_textdom.measure.command", "add_arguments", "run_from_args",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from lmms_textdom.analysis.after_nontext import AfterNontext
 from lmms_textdom.core.modality import PositionClasses
 from lmms_textdom.core.probe import MASK_EDIT, ProbeError, install, language_model_layers, text_attention_implementation, uninstall
 
@@ -29,12 +30,7 @@ class KnockOut:
         self.classes = classes
         chosen = set(layers)
         self.modules = [m for m, layer in language_model_layers(model).items() if layer in chosen]
-        ids = classes.ids
-        self._nontext = ids > 0  # text is class 0, padding -1
-        positions = torch.arange(ids.shape[1])
-        # rows after this position are knocked out; -1 when the sample has no non-text position
-        self._last = torch.where(self._nontext, positions, torch.full_like(positions, -1)).max(1).values
-        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._after = AfterNontext(classes)
         self._installed_here = False
 
     def __enter__(self) -> "KnockOut":
@@ -56,22 +52,11 @@ class KnockOut:
         if self._installed_here:
             uninstall(self.model)
 
-    def _tensors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._on:
-            self._on[device] = (self._nontext.to(device), self._last.to(device))
-        return self._on[device]
-
     def blocked(self, query_len: int, key_len: int, mask_len: int, device: torch.device) -> torch.Tensor:
         """(batch, 1, query_len, mask_len) bool: True where a row may no longer see a column."""
-        nontext, last = self._tensors_on(device)
-        batch, prompt_len = nontext.shape
         # the queries are the last query_len of the key_len cached positions (generate's dynamic cache)
         rows = torch.arange(key_len - query_len, key_len, device=device)
-        knocked_rows = rows[None, :] > last[:, None]  # (batch, q)
-        columns = torch.zeros(batch, mask_len, dtype=torch.bool, device=device)
-        width = min(prompt_len, mask_len)
-        columns[:, :width] = nontext[:, :width]
-        return knocked_rows[:, None, :, None] & columns[:, None, None, :]
+        return self._after.select("nontext", self._after.nontext, rows, 0, mask_len)[:, None]
 
     def edit(self, attention_mask, query, key):
         batch, _, query_len, _ = query.shape

@@ -1,4 +1,4 @@
-"""The analysis hooks one generate call runs under: a knock-out and/or the key sampler, or nothing."""
+"""The analysis hooks one generate call runs under: a knock-out, the attention switches and/or the key sampler, or nothing."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from lmms_textdom.core.modality import PositionClasses
 
 
 @contextlib.contextmanager
-def analysis_session(model, classes: PositionClasses, knockout_layers, key_positions: int) -> Iterator[KeySampler | None]:
-    """Knock ``knockout_layers`` out (none: no edit) and sample keys when ``key_positions`` > 0; yields the sampler."""
+def analysis_session(model, classes: PositionClasses, knockout_layers, key_positions: int, switches=None) -> Iterator[KeySampler | None]:
+    """Knock ``knockout_layers`` out (none: no edit), apply the attention ``switches`` (``mitigations.settings.Switches``;
+    None or neutral: no edit) and sample keys when ``key_positions`` > 0; yields the sampler."""
     with contextlib.ExitStack() as stack:
         if knockout_layers:
             stack.enter_context(KnockOut(model, knockout_layers, classes))
+        if switches is not None and switches.edits_attention:  # after the knock-out: scale chains onto its mask edit
+            from lmms_textdom.mitigations.attention import AttentionSwitches
+
+            stack.enter_context(AttentionSwitches(model, switches, classes))
         yield stack.enter_context(KeySampler(model, classes, key_positions)) if key_positions else None

@@ -34,6 +34,7 @@ position (``core/position_maps.py``). No sequence x sequence matrix exists.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import sys
@@ -102,6 +103,10 @@ KEY_OBSERVER = "textdom_key_observer"
 #: ``module.textdom_mask_edit(attention_mask, query, key) -> attention_mask`` edits what both the
 #: probe and the model's attention see (layer knock-outs).
 MASK_EDIT = "textdom_mask_edit"
+#: ``module.textdom_score_edit(scores, rows, first_key) -> scores`` edits the layer's pre-softmax scores
+#: (mitigation switches): the layer's attention is then computed by ``core/scored_attention.py``, and
+#: the probe applies the same edit to the rows it scores.
+SCORE_EDIT = "textdom_score_edit"
 
 
 def _analysis_hooks(module, query, key, attention_mask):
@@ -172,6 +177,11 @@ def _make_probe_function(inner: str):
             if recorder is not None:
                 recorder.record(module, query, key, attention_mask, kwargs)
         forward = _eager_forward(module) if inner == "eager" else ALL_ATTENTION_FUNCTIONS[inner]
+
+        if SCORE_EDIT in module.__dict__:  # a layer with edited scores: its attention is computed here
+            from lmms_textdom.core.scored_attention import scored_attention
+
+            return scored_attention(module, query, key, value, attention_mask, module.__dict__[SCORE_EDIT], *args, **kwargs)
         if not reads_own_name:
             return forward(module, query, key, value, attention_mask, *args, **kwargs)
         # Flash attention picks its kernel by the config's implementation name: show it its own
@@ -430,6 +440,7 @@ class _Recorder:
         self.num_subclasses = len(classes.subclasses)
         self.prompt_len = classes.length
         self.heads = 0
+        self._edits: list = [None] * num_layers  # each layer's SCORE_EDIT, as set when the first pass starts
         self.cache = None  # the KV cache of the current generate call (seen by a pre-hook on the decoder)
         self.steps = 0
         self._call_start = 0  # first step of the current generate call
@@ -473,6 +484,7 @@ class _Recorder:
                     "build it from the sequence the language model sees (after placeholder expansion, pruning or replication)"
                 )
             self.heads = query.shape[1]
+            self._take_edits()
             # columns: classes, generated tokens, then the text sub-classes (already inside the text column)
             width = self.num_classes + 1 + self.num_subclasses
             self._rows = torch.zeros(2 * FLUSH_STEPS, self.num_layers, batch, width, device=query.device)
@@ -577,6 +589,7 @@ class _Recorder:
                 f"{self.prompt_len} prompt positions need {expected}: the prompt and every answer token but the last"
             )
         self.heads = query.shape[1]
+        self._take_edits()
         width = self.num_classes + 1 + self.num_subclasses
         self._rows = torch.zeros(self.answer_rows, self.num_layers, batch, width, device=query.device)
         self.steps = self._pending_from = self.answer_rows  # nothing left for flush
@@ -618,12 +631,30 @@ class _Recorder:
     def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
         """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
         start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
-        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        if self._edits[layer] is None:
+            per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
+        else:
+            per_position = self._edited_rows(start, layer, queries, key, bias, first_position)
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
         if self.maps is not None:
             self.maps.add(start, layer, per_position, first_position)
+
+    # ----- score edits (``SCORE_EDIT``): the layers that carry one are scored as edited -----
+
+    def _take_edits(self) -> None:
+        for module, layer in self.layer_of.items():
+            self._edits[layer] = module.__dict__.get(SCORE_EDIT)
+
+    def _edited_rows(self, start: int, layer: int, queries, key, bias, first_position: int) -> torch.Tensor:
+        """``_softmax_rows`` of the rows of steps start, start + 1, ... with the layer's score edit."""
+        from lmms_textdom.core.scored_attention import edited_softmax_rows
+
+        # a step's row is the query at position P - 1 + (step - first step of its generate call)
+        first = self.prompt_len - 1 - self._call_start + start
+        rows = torch.arange(first, first + queries.shape[0], device=key.device)
+        return edited_softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], self._edits[layer], rows, first_position)
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -930,6 +961,17 @@ class AttentionProbe:
         if len(lengths) != self.classes.batch_size or any(not 0 <= n <= recorder.steps for n in lengths):
             raise ValueError(f"lengths must be {self.classes.batch_size} integers in [0, {recorder.steps}], got {lengths}")
         return recorder.maps.sample_maps(lengths, quarters)
+
+
+@contextlib.contextmanager
+def unprobed():
+    """Forward passes inside are not recorded by an active probe (a second model state stepping beside
+    the measured generate, e.g. contrastive decoding's)."""
+    token = _ACTIVE.set(None)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 #: How a sequence of a ``generate`` call ended (``output_ends``).

@@ -29,7 +29,7 @@ BOOTSTRAP_ITERS = 100000
 #: sample-log keys copied from the measured log; the task's own keys are recomputed
 LOG_KEYS = ("doc_id", "target", "filtered_resps", "resps", "token_counts", "doc_hash", "input", "input_media")
 #: model_args that edit or record generation (analysis): not defined for a measured answer
-GENERATE_ONLY_ARGS = ("knockout_layers", "knockout_score", "key_stats")
+GENERATE_ONLY_ARGS = ("knockout_layers", "knockout_score", "key_stats", "vcd_alpha", "blind")
 
 
 def add_arguments(parser) -> None:

@@ -6,6 +6,7 @@ batch of (context, visuals) into generate inputs plus the position-class map (``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -15,9 +16,15 @@ from typing import Any, Sequence
 import torch
 from loguru import logger
 from lmms_eval.api.model import lmms
-from transformers import AutoConfig, AutoProcessor
+from transformers import AutoConfig, AutoProcessor, LogitsProcessorList
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from lmms_textdom.mitigations.attention import MASKED_IMPLEMENTATIONS, AttentionSwitches
+from lmms_textdom.mitigations.blind import blind_request
+from lmms_textdom.mitigations.contrastive import ContrastiveDecoding, SecondPass
+from lmms_textdom.mitigations.noise import Corruption, NoiseSite
+from lmms_textdom.mitigations.settings import SCALE, Switches, switches_from_args
+from lmms_textdom.models.switch_args import SWITCH_ARGS
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.generation import generation_result, with_token_counts
 from lmms_textdom.integration.hook import encode_failure, encode_payload
@@ -63,6 +70,7 @@ COMMON_ARGS = (
         "on_sample_error", RECORD, "a request that fails on its own: record = empty answer and a failure record, "
         "left out of MDI/AEI, the run goes on; stop = end the run there, naming it", choices=(RECORD, STOP),
     ),
+    *SWITCH_ARGS,
     KNOCKOUT_LAYERS,
     KNOCKOUT_SCORE,
     KEY_STATS,
@@ -131,6 +139,7 @@ class TextdomModel(lmms):
             self._device = self._resolve_device()
             self.dtype = self._resolve_dtype()
             self.check_args()
+            self.switches = self._switches()
             self.knockout = self._knockout_layers()
             self._check_compile()
             self.model, self.processor = self.load()
@@ -138,7 +147,7 @@ class TextdomModel(lmms):
             self.thinking = marker_finder(self.args["think_markers"], self.tokenizer, self.FAMILY_THINK_MARKERS) if self.args["textdom"] else None
             if self.args["device_map"] == "auto":
                 self._device = self.model.device
-            if self.args["textdom"] or self.knockout:
+            if self.args["textdom"] or self.knockout or self.switches.edits_attention:
                 install(self.model)
         except Exception as exc:
             fail_loudly(exc)
@@ -187,6 +196,7 @@ class TextdomModel(lmms):
             "nontext_repeat": self.args.get("nontext_repeat", 1),
             "knockout_layers": format_layers(self.knockout),
             "key_stats": self.args["key_stats"],
+            **self.switches.record(),
             "attention_maps": self.args["attention_maps"],
         }
 
@@ -194,6 +204,44 @@ class TextdomModel(lmms):
     def edits_nontext(self) -> bool:
         """Whether pruning or replication changes the non-text part of the input."""
         return self.args.get("prune_ratio", 0.0) > 0 or self.args.get("nontext_repeat", 1) > 1
+
+    def _switches(self) -> Switches:
+        """The mitigation switches, checked against the checkpoint's depth and this family (before any weights load)."""
+        try:
+            switches = switches_from_args(self.args, self.language_model_depth)
+        except ValueError as exc:
+            raise UsageError(f"{self.MODEL_ID}: {exc}") from None
+        if switches.boosts and switches.boost_mode == SCALE and self.args["attn_implementation"] not in MASKED_IMPLEMENTATIONS:
+            raise UsageError(
+                f"{self.MODEL_ID}: attn_boost_mode=scale adds a bias to the attention mask, which "
+                f"{self.args['attn_implementation']!r} attention does not take; use attn_implementation=sdpa or eager, or attn_boost_mode=pai"
+            )
+        if self.args.get("compile") and (switches.edits_attention or switches.contrasts):
+            raise UsageError(f"{self.MODEL_ID}: attn_boost, attn_shift and vcd_alpha run in eager decoding only; use compile=false with them")
+        if switches.contrasts and not self.NOISE_SITES:
+            raise UsageError(f"{self.MODEL_ID}: vcd_alpha needs a non-text encoder to noise, and this family names none; use vcd_alpha=0")
+        return switches
+
+    #: placeholders that the task's own text carries (blind=true cuts them from it)
+    CONTEXT_PLACEHOLDERS: tuple[str, ...] = ()
+    #: the non-text encoders whose input VCD noises: (attribute path from the adapter, input name, scaled
+    #: by the input's own spread: for inputs not of unit scale), see ``mitigations/noise.py``
+    NOISE_SITES: tuple[tuple[str, str, bool], ...] = ()
+
+    def noise_sites(self) -> list[NoiseSite]:
+        return [NoiseSite(functools.reduce(getattr, path.split("."), self), name, scaled) for path, name, scaled in self.NOISE_SITES]
+
+    def _contrast(self, batch: list[Request], clean: Prepared, prompt_ids: int) -> ContrastiveDecoding:
+        """VCD's processor: the batch prepared again with its non-text input noised (pruning, if on, then
+        scores the noised input), stepped beside generate."""
+        switches = self.switches
+        corruption = Corruption(self.noise_sites(), switches.vcd_noise, switches.vcd_seed)
+        with torch.inference_mode(), corruption.active():
+            noised = self.prepare(batch)
+        if not torch.equal(noised.classes.ids, clean.classes.ids):
+            raise RuntimeError(f"{self.MODEL_ID}: the noised input gives another sequence layout than the clean one")
+        second = SecondPass(self.model, self._to_device(noised.inputs))
+        return ContrastiveDecoding(second, corruption, switches.vcd_alpha, switches.vcd_beta, prompt_ids)
 
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
@@ -301,6 +349,8 @@ class TextdomModel(lmms):
             out.update(compiled_decoding())
         if out.get("num_beams", 1) not in (1, None) and self.args["textdom"]:
             raise UsageError(f"{self.MODEL_ID}: textdom measures greedy or sampled decoding; the task asks num_beams={out['num_beams']}")
+        if out.get("num_beams", 1) not in (1, None) and self.switches.contrasts:
+            raise UsageError(f"{self.MODEL_ID}: vcd_alpha contrasts greedy or sampled decoding, not beam search (the task asks num_beams={out['num_beams']}); use vcd_alpha=0")
         if kw:
             logger.debug(f"{self.MODEL_ID}: ignoring generation kwargs {sorted(kw)}")
         if any(until):
@@ -327,6 +377,8 @@ class TextdomModel(lmms):
         return moved
 
     def _run_batch(self, batch: list[Request]) -> list:
+        if self.switches.blind:
+            batch = [blind_request(r, self.CONTEXT_PLACEHOLDERS) for r in batch]
         prepared = self.prepare(batch)
         gen, until = self.generation_kwargs(batch[0].gen_kwargs)
         inputs = self._to_device(prepared.inputs)
@@ -334,8 +386,10 @@ class TextdomModel(lmms):
         prompt_len = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
         pad_id = self.pad_token_id
         key_positions = self.args["key_stats_positions"] if self.args["key_stats"] else 0
+        if self.switches.contrasts:  # VCD's second pass steps beside generate (knockout_score, which reuses gen, is refused with it)
+            gen["logits_processor"] = LogitsProcessorList([self._contrast(batch, prepared, prompt_len)])
         items, parts = self._map_plan(batch, prepared)
-        with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions) as keys:
+        with torch.inference_mode(), analysis_session(self.model, prepared.classes, self.knockout, key_positions, self.switches) as keys:
             if self.args["textdom"]:
                 with AttentionProbe(
                     self.model, prepared.classes, max_new_tokens=gen["max_new_tokens"], attention_maps=items is not None, map_parts=parts
@@ -416,15 +470,20 @@ class TextdomModel(lmms):
 
     def measure_batch(self, batch: list[Request], answers: list[list[int]], run_settings: dict, answer_records: list[dict]) -> list[str]:
         """Payloads of given answers (token ids, each up to the token that ended it) to ``batch``: one
-        teacher-forced forward pass under the probe, with the rows generate would have recorded."""
+        teacher-forced forward pass under the probe, with the rows generate would have recorded (and the
+        attention switches, if on, in their layers)."""
         prepared = self.prepare(batch)
         inputs = self._to_device(prepared.inputs)
         pad_id = self.pad_token_id
         tokens = answer_tensor(answers, 0 if pad_id is None else pad_id, self.device)
         items, parts = self._map_plan(batch, prepared)
-        with torch.inference_mode(), AttentionProbe(
-            self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_parts=parts
-        ) as probe:  # fmt: skip
+        with (
+            torch.inference_mode(),
+            AttentionSwitches(self.model, self.switches, prepared.classes),
+            AttentionProbe(
+                self.model, prepared.classes, answer_rows=tokens.shape[1], attention_maps=items is not None, map_parts=parts
+            ) as probe,
+        ):  # fmt: skip
             self.model(**forced_inputs(self.model, inputs, tokens))
         lengths = [len(a) for a in answers]
         stats = probe.stats(lengths, self.segment_rows(answers, inputs))

@@ -39,6 +39,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="progress bars even on small inputs, and when stderr is not a terminal")
 
 
+def paired_sweeps(paths, out: Path, resamples: int, seed: int, figures: bool) -> tuple[list[str], list[Path], list[str]]:
+    """The paired table and figure of every sweep folder (``textdom_sweep.json``) under ``paths``."""
+    from lmms_textdom.report.paired_sweep import find_manifests, write_all
+
+    tables, written, notes = [], [], []
+    for number, manifest in enumerate(find_manifests(paths)):
+        folder = out / "sweeps" / (manifest.parent.name or f"sweep{number}")
+        try:
+            text, files = write_all(manifest, folder, resamples, seed, figures)
+        except (OSError, ValueError, KeyError) as exc:
+            notes.append(f"sweep {manifest.parent}: not drawn ({exc})")
+            continue
+        tables.append(text)
+        written += files
+    return tables, written, notes
+
+
 def run_report(args: argparse.Namespace) -> list[Path]:
     """Everything the command does; returns the files written."""
     if args.resamples < 0:
@@ -77,6 +94,9 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     key_files, key_notes, key_table = key_space.write(rows, out, not args.no_figures, args.key_layers)
     written += key_files
     notes += key_notes
+    sweep_tables, sweep_files, sweep_notes = paired_sweeps(args.paths, out, args.resamples, args.seed, not args.no_figures)
+    written += sweep_files
+    notes += sweep_notes
     if args.samples:
         from lmms_textdom.report import viewers
 
@@ -89,6 +109,8 @@ def run_report(args: argparse.Namespace) -> list[Path]:
     print(render.markdown(rows, title, [], columns))  # the notes went to stderr just above
     if key_table:
         print(key_table)
+    for table in sweep_tables:
+        print(f"\n{table}")
     written[0].write_text(render.markdown(rows, title, notes, columns, provenance=True))
     render.write_csv(rows, args.aggregation, written[1], columns)
     written[2].write_text(html.page(rows, title, notes, columns))

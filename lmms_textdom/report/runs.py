@@ -18,6 +18,7 @@ from typing import Any, Iterable
 from lmms_textdom.analysis.layers import format_layers, parse_layers
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.integration.hook import DETAIL, FAILED, METRIC_NAMES, PER_SAMPLE
+from lmms_textdom.mitigations.settings import SWITCH_ARGS, switch_settings
 from lmms_textdom.progress import progress_bar
 from lmms_textdom.provenance import LIBRARIES
 from lmms_textdom.core.stats import SampleStats
@@ -108,6 +109,10 @@ def run_settings(raw: dict[str, Any]) -> dict[str, Any]:
     elif str(settings["knockout_layers"]).strip().lower() != "all":  # model_args text reads like the logged one
         settings["knockout_layers"] = format_layers(parse_layers(settings["knockout_layers"], 1 << 16))
     settings["key_stats"] = str(settings["key_stats"]).lower() in ("true", "1")
+    switches = switch_settings(settings)  # typed alike from logs and model_args; neutral values left out
+    for key in SWITCH_ARGS:
+        settings.pop(key, None)
+    settings.update(switches)
     return settings
 
 

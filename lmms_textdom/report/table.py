@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from lmms_textdom.mitigations.settings import switch_label
 from lmms_textdom.core.metrics import GROUPS, METRICS, aggregate_samples, layer_groups, sample_dominance
 from lmms_textdom.report import answer_views, bootstrap
 from lmms_textdom.report.duplicates import identity
@@ -79,6 +80,7 @@ def setting_label(settings: dict) -> str:
         parts.append(f"{settings['prune_method'] or 'pruned'} {settings['prune_ratio']:.0%}")
     if settings.get("knockout_layers"):
         parts.append(f"knock-out {settings['knockout_layers']}")
+    parts += switch_label(settings)
     if settings.get("answer_tokens"):  # lmms-textdom measure: answers from a log, not generated here
         parts.append(f"measured ({settings['answer_tokens']})")
     return ", ".join(parts) or "default"

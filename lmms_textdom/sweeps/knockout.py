@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +20,11 @@ from lmms_textdom.core.errors import UsageError
 from lmms_textdom.core.metrics import aggregate_layers
 from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.integration.registry import model_class
-from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
-from lmms_textdom.progress import progress_bar, write
+from lmms_textdom.integration.runner import DEFAULT_CACHE
+from lmms_textdom.progress import progress_bar
+from lmms_textdom.report.paired_sweep import write_manifest
 from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
-from lmms_textdom.tiny.defaults import embedded_setup
+from lmms_textdom.sweeps.grid import Point, make_grid
 
 
 @dataclass
@@ -172,32 +172,16 @@ def run_knockout(
     """Baseline plus one run per window of knocked-out layers; prints and returns the table.
 
     Without ``pretrained``: the model's embedded default (``lmms_textdom.tiny.defaults``), offline.
+    A preset of ``lmms-textdom sweep``: the runs resume alike, and ``lmms-textdom report`` draws them
+    as a paired sweep against the baseline.
     """
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "knockout"
-    tasks = tasks or model_class(model).DEFAULT_TASK
-    if pretrained is None:
-        setup = embedded_setup(model, DEFAULT_CACHE)
-        pretrained, model_args = setup.pretrained, ",".join(a for a in (setup.model_args, model_args) if a)
-        gen_kwargs = setup.gen_kwargs if gen_kwargs is None else gen_kwargs
-        env = offline_env(setup.data_root)
-        print(setup.banner, flush=True)
-    else:
-        env = dict(os.environ)
-    depth = language_model_depth(pretrained)
+    grid = make_grid(model, pretrained, model_args, tasks, output, gen_kwargs, limit, batch_size, device, model_class(model).DEFAULT_TASK)
+    depth = language_model_depth(grid.pretrained)
     planned = windows(depth, window, stride) if depth is not None else None  # a bad window fails before any run
-    task = tasks.split(",")[0]
-    extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
-    extra += ["--gen_kwargs", gen_kwargs] if gen_kwargs else []
-    common = f"pretrained={pretrained}" + (f",{model_args}" if model_args else "")
-
-    def evaluate(args: str, run_dir: Path) -> None:
-        command = lmms_eval_command(model, f"{common}{args}", tasks, run_dir, *extra)
-        command[command.index("--device") + 1] = device
-        run_checked(command, env, run_dir, quiet=True)
-
+    task = grid.task
     with progress_bar("knockout: lmms-eval runs", 1 + len(planned) if planned else None, unit="run") as bar:
-        write(f"running: baseline -> {output / 'baseline'}")
-        evaluate(",key_stats=true" if key_stats else "", output / "baseline")
+        grid.run(Point("baseline", "baseline", "key_stats=true" if key_stats else ""))
         bar.update(1)
         baseline = the_run(output / "baseline", task)
         if not baseline.samples:
@@ -206,10 +190,11 @@ def run_knockout(
         bar.total = 1 + len(spans)
         for low, high in spans:
             spec = str(low) if low == high else f"{low}-{high}"
-            write(f"running: layers {spec} knocked out -> {output / f'ko_{spec}'}")
-            evaluate(f",knockout_layers={spec},knockout_score=true", output / f"ko_{spec}")
+            grid.run(Point(f"layers {spec} knocked out", f"ko_{spec}", f"knockout_layers={spec},knockout_score=true"))
             bar.update(1)
-    name = Path(pretrained).name if Path(pretrained).exists() else pretrained
+    specs = [str(low) if low == high else f"{low}-{high}" for low, high in spans]
+    write_manifest(output, model, grid.pretrained, grid.tasks, "baseline", [(f"knock-out {spec}", f"ko_{spec}") for spec in specs])
+    name = Path(grid.pretrained).name if Path(grid.pretrained).exists() else grid.pretrained
     title = f"{model} {name}, {task}: knock-out windows of {window} layer(s), stride {stride}"
     return tabulate(output, task, spans, title)
 

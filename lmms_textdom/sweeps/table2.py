@@ -4,17 +4,17 @@
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 from typing import Sequence
 
 from lmms_textdom.integration.hook import DETAIL
 from lmms_textdom.core.metrics import GROUPS
+from lmms_textdom.report.paired_sweep import write_manifest
 from lmms_textdom.report.runs import headline_metric
 from lmms_textdom.integration.registry import model_class
-from lmms_textdom.integration.runner import DEFAULT_CACHE, lmms_eval_command, offline_env, run_checked
-from lmms_textdom.progress import track, write
-from lmms_textdom.tiny.defaults import embedded_setup
+from lmms_textdom.integration.runner import DEFAULT_CACHE
+from lmms_textdom.progress import track
+from lmms_textdom.sweeps.grid import Point, make_grid
 
 PAPER_RATIOS = (0.0, 0.75, 0.90, 0.95)
 
@@ -55,34 +55,26 @@ def run_table2(
     model_args: str = "",
     gen_kwargs: str | None = None,
 ) -> str:
-    """Run one evaluation per (ratio, repeat) and return the table; the embedded default without ``pretrained``."""
+    """Run one evaluation per (ratio, repeat) and return the table; the embedded default without ``pretrained``.
+
+    A preset of ``lmms-textdom sweep``: the grid runs (and resumes) the same way, and the unedited run,
+    where there is one, is the baseline of the paired sweep table ``lmms-textdom report`` draws.
+    """
     output = Path(output) if output else DEFAULT_CACHE / "runs" / "table2"
     if ratios is None:
         ratios = PAPER_RATIOS if tuple(repeats) == (1,) else (0.0,)
-    tasks = tasks or model_class(model).DEFAULT_TASK
-    if pretrained is None:
-        setup = embedded_setup(model, DEFAULT_CACHE)
-        pretrained, model_args = setup.pretrained, ",".join(a for a in (setup.model_args, model_args) if a)
-        gen_kwargs = setup.gen_kwargs if gen_kwargs is None else gen_kwargs
-        env = offline_env(setup.data_root)
-        print(setup.banner, flush=True)
-    else:
-        env = dict(os.environ)  # the user's hub access or LMMS_TEXTDOM_DATA
-    rows = []
-    task = tasks.split(",")[0]
-    for ratio, repeat in track(list(itertools.product(ratios, repeats)), "table2: lmms-eval runs", unit="run"):
-        name = setting_name(ratio, repeat)
-        args = f"pretrained={pretrained},prune_ratio={ratio},nontext_repeat={repeat}" + (f",{model_args}" if model_args else "")
-        run_dir = output / f"r{ratio:g}_x{repeat}"
-        write(f"running: {name} -> {run_dir}")
-        extra = ["--batch_size", str(batch_size), "--verbosity", "WARNING"] + (["--limit", str(limit)] if limit else [])
-        extra += ["--gen_kwargs", gen_kwargs] if gen_kwargs else []
-        command = lmms_eval_command(model, args, tasks, run_dir, *extra)
-        command[command.index("--device") + 1] = device
-        results = run_checked(command, env, run_dir, quiet=True)
-        rows.append((name, results["results"][task]))
+    grid = make_grid(model, pretrained, model_args, tasks, output, gen_kwargs, limit, batch_size, device, model_class(model).DEFAULT_TASK)
+    points = [
+        Point(setting_name(ratio, repeat), f"r{ratio:g}_x{repeat}", f"prune_ratio={ratio},nontext_repeat={repeat}")
+        for ratio, repeat in itertools.product(ratios, repeats)
+    ]  # fmt: skip
+    rows = [(point.name, grid.run(point)["results"][grid.task]) for point in track(points, "table2: lmms-eval runs", unit="run")]
+    unedited = next((p for p in points if p.folder == "r0_x1"), None)
+    if unedited is not None and len(points) > 1:
+        others = [(p.name, p.folder) for p in points if p is not unedited]
+        write_manifest(output, model, grid.pretrained, grid.tasks, unedited.folder, others)
     table = render(rows)
-    print(f"\nTable 2 layout ({model}, {task}; MDI / AEI per layer group, mean over samples):\n")
+    print(f"\nTable 2 layout ({model}, {grid.task}; MDI / AEI per layer group, mean over samples):\n")
     print(table)
     return table
 

@@ -44,6 +44,8 @@ class ChatTSTextdom(TextdomModel):
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     CHECKPOINTS = "ChatTS"
     DEFAULT_TASK = "timeseries_reasoning_textdom"
+    CONTEXT_PLACEHOLDERS = (PLACEHOLDER,)
+    NOISE_SITES = (("encoder", "series", True),)  # each series' values after ChatTS's scaling
 
     def check_args(self) -> None:
         if self.args["prune_ratio"] > 0:

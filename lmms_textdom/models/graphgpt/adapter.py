@@ -57,6 +57,8 @@ class GraphGPTTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "Jiabin99/GraphGPT-7B-mix-all"
     FAMILY_ARGS = (GRAPH_TOWER, FAITHFUL_LP_BUG, NONTEXT_REPEAT, NO_PRUNING)
     DEFAULT_TASK = "graphgpt_eval_textdom"
+    CONTEXT_PLACEHOLDERS = (GRAPH,)
+    NOISE_SITES = (("tower", "x", True),)  # node features
 
     def checkpoint_config(self) -> dict:
         return read_config(self.args["pretrained"], self.args["revision"])

@@ -36,6 +36,7 @@ CHAT_END = "<|im_end|>"
 
 class KimiVLTextdom(TextdomModel):
     MODEL_ID = "kimi_vl_textdom"
+    NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
     DEFAULT_PRETRAINED = "moonshotai/Kimi-VL-A3B-Instruct"
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     # DeepseekV3's cache holds the compressed latents; the probe needs keys the finished cache still holds

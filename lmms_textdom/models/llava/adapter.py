@@ -35,6 +35,7 @@ class LlavaHfTextdom(TextdomModel):
     FAMILY_ARGS = (PRUNE_RATIO, NONTEXT_REPEAT)
     PRUNE_METHOD = "cls"
     MODEL_TYPE, CHECKPOINTS, MODEL_CLASS = "llava", "LLaVA-1.5", LlavaForConditionalGeneration
+    NOISE_SITES = (("model.model.vision_tower", "pixel_values", False),)
 
     def check_args(self) -> None:
         config = self.checkpoint_config()

@@ -66,6 +66,7 @@ class Qwen25VLTextdom(TextdomModel):
     )  # fmt: skip
     PRUNE_METHOD = "received"
     MODEL_TYPE, CHECKPOINTS = "qwen2_5_vl", "Qwen2.5-VL"
+    NOISE_SITES = (("model.model.visual", "hidden_states", False),)  # the normalised pixels of every patch
     #: float inputs kept in float32 (time spacing of video positions; bfloat16 would shift them)
     FLOAT32_INPUTS = ("second_per_grid_ts",)
 

@@ -36,6 +36,7 @@ class Qwen2AudioTextdom(TextdomModel):
     DEFAULT_PRETRAINED = "Qwen/Qwen2-Audio-7B-Instruct"
     FAMILY_ARGS = (NONTEXT_REPEAT, PROMPT_FORMAT)
     MODEL_TYPE, CHECKPOINTS = "qwen2_audio", "Qwen2-Audio"
+    NOISE_SITES = (("model.model.audio_tower", "input_features", True),)  # log-mel features
     DEFAULT_TASK = "iemocap_textdom"
 
     def load(self):

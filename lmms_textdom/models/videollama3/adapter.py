@@ -40,6 +40,7 @@ from lmms_textdom.models.videollama3.scoring import LastBlockReceivedAttention
 class VideoLlama3Textdom(TextdomModel):
     MODEL_ID = "videollama3_textdom"
     DEFAULT_PRETRAINED = "DAMO-NLP-SG/VideoLLaMA3-7B"
+    NOISE_SITES = (("model.model.vision_model", "pixel_values", False),)
     FAMILY_ARGS = (
         PRUNE_RATIO, NONTEXT_REPEAT,
         Arg("fps", DEFAULT_FPS, "video frames per second (FFmpeg's fps filter, round down, as the original)",
