@@ -198,7 +198,7 @@ def test_neutral_switches_install_nothing(case):
 
 
 def test_scale_mode_is_refused_by_attention_without_a_mask(case):
-    from lmms_textdom.core.probe import ProbeError, install, uninstall
+    from lmms_textdom.core.probe import ProbeError
 
     model, _, classes, _ = case
     flexible = copy.deepcopy(model)
