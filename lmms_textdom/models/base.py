@@ -246,8 +246,10 @@ class TextdomModel(lmms):
     def _knockout_layers(self) -> frozenset[int]:
         """``knockout_layers`` checked against the checkpoint's depth (config only, before any weights load)."""
         for name in ("key_stats", "knockout_score", "attention_maps"):
-            if self.args[name] not in (False, "false") and not self.args["textdom"]:
-                raise UsageError(f"{self.MODEL_ID}: {name}={self.args[name]} records into the textdom payload; it needs textdom=true")
+            value = self.args[name]
+            if value not in (False, "false") and not self.args["textdom"]:
+                shown = str(value).lower() if isinstance(value, bool) else value  # as the user writes it in model_args
+                raise UsageError(f"{self.MODEL_ID}: {name}={shown} records into the textdom payload; it needs textdom=true")
         text = self.args["knockout_layers"]
         if text is None or str(text).strip().lower() in ("", "none"):
             return frozenset()
