@@ -166,6 +166,19 @@ RUN_BY_TESTS = {
     "lmms-textdom report runs/ --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"']),
     "lmms-textdom report runs/ other_runs/2026*_results.json --out textdom-report": ("tests/test_report.py", ['main(["report"', '"--out"', "results_files("]),
     "lmms-textdom --version": ("tests/test_docs.py", ['"--version"']),
+    "lmms-textdom demo --model qwen2_5_vl_textdom --model-args attention_maps=true": (
+        "tests/test_model_args_matrix.py", ['"lmms_textdom", "demo", "--model", model', "attention_maps=steps"],
+    ),  # every family's demo with attention_maps=steps (and the other model_args) there
+    "lmms-textdom report .textdom-cache/runs/demo --out textdom-report --samples 5": (
+        "tests/test_model_args_matrix.py", ['report(*outputs', '"--samples", "5"'],
+    ),  # report --samples 5 over every family's demo runs there
+    "lmms-textdom report runs/ --out textdom-report --samples 5": ("tests/test_model_args_matrix.py", ['report(*outputs', '"--samples", "5"']),
+    "lmms-textdom report runs/instruct_measured runs/thinking_measured --columns segments": (
+        "tests/test_thinking_cli.py", ['main(["measure"', '"--columns", "segments"'],
+    ),  # there one measured thinking run; here two, read alike
+    "lmms-textdom sweep --vary attn_boost=0,0.5 --blind --limit 2": (
+        "tests/test_mitigations_cli.py", ['"sweep", "--tasks", TASK', '"--vary", "attn_boost=0,0.5", "--blind", "--limit", "2"'],
+    ),  # --tasks mmmu_pro_standard_textdom (a config of the default task) there
     # a generate run and its plain run measured, reported side by side
     "lmms-textdom report runs/generated runs/measured": ("tests/test_measure_cli.py", ['main(["report", str(logs["generated"]), str(measured["b2"])']),
     "lmms-textdom report runs/qwen72b_measured runs/qwen32b_measured": (
