@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 from transformers import (
     Kimi_K25ForConditionalGeneration,
+    LlamaForCausalLM,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2AudioForConditionalGeneration,
     VideoLlama3ForConditionalGeneration,
@@ -247,6 +248,13 @@ def bare_adapter(checkpoint: Checkpoint, **model_args):
     cls = checkpoint.adapter
     adapter = object.__new__(cls)
     adapter.args = parse_model_args(cls.model_args_spec(), {"pretrained": str(checkpoint.folder), **model_args}, cls.MODEL_ID)
+    return adapter
+
+
+def checked_adapter(checkpoint: Checkpoint, **model_args):
+    """``bare_adapter`` after its pre-load checks, as ``__init__`` runs them before ``knockout_layers`` is read."""
+    adapter = bare_adapter(checkpoint, **model_args)
+    adapter.check_args()
     return adapter
 
 
@@ -526,3 +534,106 @@ def test_kimi_translation_keeps_the_real_vision_and_token_constants(checkpoint):
                 "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "n_group", "topk_group", "norm_topk_prob", "rms_norm_eps",
                 "max_position_embeddings", "num_hidden_layers", "vocab_size"):  # fmt: skip
         assert getattr(text, key) == real[key], key
+
+
+# ----- LLaVA-NeXT: the any-resolution grid and the stop tokens ---------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=LlavaNextTextdom))
+def test_llava_next_tiles_are_the_towers_image_size(checkpoint):
+    """Every any-resolution grid is whole tiles of the tower's 336 px input, each tile 576 patches after
+    the [CLS] the pruning scores (strategy default), and the newline row vector exists for the unpadded grid."""
+    raw = checkpoint.json("config.json")
+    vision = raw["vision_config"]
+    assert all(h % vision["image_size"] == 0 and w % vision["image_size"] == 0 for h, w in raw["image_grid_pinpoints"])
+    model = meta_model(checkpoint)
+    assert model.model.vision_tower.embeddings.num_positions == (vision["image_size"] // vision["patch_size"]) ** 2 + 1
+    assert raw["use_image_newline_parameter"] and tuple(model.model.image_newline.shape) == (model.config.text_config.hidden_size,)
+    assert model.config.image_token_id == raw["image_token_index"] < raw["text_config"]["vocab_size"]
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", "generation_config.json", family=LlavaNextTextdom))
+def test_llava_next_generation_config_agrees_with_the_model_config(checkpoint):
+    """Generation stops at </s> (2) and pads with the language model's own pad id."""
+    generation, text = checkpoint.json("generation_config.json"), meta_model(checkpoint).config.text_config
+    assert (generation["bos_token_id"], generation["eos_token_id"]) == (text.bos_token_id, text.eos_token_id) == (1, 2)
+    assert generation["pad_token_id"] == text.pad_token_id
+
+
+# ----- Qwen2-Audio: the feature extractor's constants and the tower's frame count ----------------------
+
+
+def whisper_extractor(checkpoint: Checkpoint):
+    from transformers import WhisperFeatureExtractor
+
+    settings = {k: v for k, v in checkpoint.json("preprocessor_config.json").items() if k not in ("feature_extractor_type", "processor_class")}
+    return WhisperFeatureExtractor(**settings)
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", "preprocessor_config.json", family=Qwen2AudioTextdom))
+def test_qwen2_audio_clips_and_tokens_follow_the_real_constants(checkpoint):
+    """16 kHz clips cut at 30 s (the adapter's record of seconds), one audio token per 40 ms (750 per clip),
+    as many as the tower's 1500 positions pooled by 2; the adapter's shortest-clip rule (2 x hop + 1
+    samples) is the real extractor's boundary between no token and one."""
+    raw, extractor = checkpoint.json("config.json"), whisper_extractor(checkpoint)
+    assert checkpoint.json("preprocessor_config.json")["processor_class"] == "Qwen2AudioProcessor"
+    assert extractor.sampling_rate == 16000 and extractor.n_samples == extractor.chunk_length * extractor.sampling_rate
+    assert extractor.feature_size == raw["audio_config"]["num_mel_bins"]
+    tower = meta_model(checkpoint).model.audio_tower
+    full = torch.tensor([extractor.nb_max_frames])
+    _, tokens = tower._get_feat_extract_output_lengths(full)
+    assert int(tokens) * 2 == raw["audio_config"]["max_source_positions"] == tower.embed_positions.num_embeddings
+    assert int(tokens) / extractor.chunk_length == 25  # tokens per second, as the adapter's docstring says
+    shortest = 2 * extractor.hop_length + 1
+    counts = []
+    for samples in (shortest - 1, shortest):
+        mask = extractor(np.zeros(samples, dtype=np.float32), sampling_rate=16000, return_attention_mask=True)["attention_mask"]
+        counts.append(int(tower._get_feat_extract_output_lengths(torch.tensor(mask).sum(-1))[1]))
+    assert counts == [0, 1]
+    assert meta_model(checkpoint).config.audio_token_index == raw["audio_token_index"] < raw["text_config"]["vocab_size"]
+
+
+# ----- GraphGPT and ChatTS: a plain language model read from the real config -------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=GraphGPTTextdom))
+def test_graphgpt_reads_the_real_config(checkpoint):
+    """The GraphLlama config passes the adapter's checks and becomes a Llama config with its linear RoPE
+    scaling (x4, the 16k context of vicuna-7b-v1.5-16k) and rows for the three graph tokens (32000-32002);
+    knockout_layers is checked against its 32 layers."""
+    raw = checkpoint.json("config.json")
+    adapter = bare_adapter(checkpoint)
+    adapter.check_args()
+    llama = llama_config(adapter.checkpoint_config())
+    assert llama.num_hidden_layers == raw["num_hidden_layers"] == 32
+    assert llama.rope_parameters["rope_type"] == raw["rope_scaling"]["type"] == "linear"
+    assert llama.rope_parameters["factor"] == raw["rope_scaling"]["factor"] == 4.0
+    with torch.device("meta"):
+        embeddings = LlamaForCausalLM(llama).get_input_embeddings()
+    assert embeddings.num_embeddings == raw["vocab_size"] == 32003  # <g_patch>, <g_start>, <g_end> have rows
+    assert checked_adapter(checkpoint, knockout_layers="31")._knockout_layers() == frozenset({31})
+    with pytest.raises(UsageError, match="knockout_layers"):
+        checked_adapter(checkpoint, knockout_layers="32")._knockout_layers()
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=ChatTSTextdom))
+def test_chatts_reads_the_real_config(checkpoint):
+    """The config is recognised as its release (patch 16 and no position embedding = original), its Qwen2.5-14B
+    language model keeps the real depth and width, and knockout_layers is checked against its 48 layers.
+    The config's ts_token indices are not used: the original release has them swapped (<ts> is 151665)."""
+    raw = checkpoint.json("config.json")
+    adapter = bare_adapter(checkpoint)
+    adapter.check_args()
+    chatts = adapter.chatts
+    assert chatts.release == ("0801" if raw["model_type"] == "chatts" else "original")
+    assert chatts.patch_size == raw["ts"]["patch_size"] and chatts.ts["num_layers"] == raw["ts"]["num_layers"]
+    text = chatts.language_model
+    assert (text.num_hidden_layers, text.hidden_size, text.vocab_size) == (raw["num_hidden_layers"], raw["hidden_size"], raw["vocab_size"])
+    assert text.hidden_size == raw["ts"]["hidden_size"]
+    assert {"ts_token_start_index", "ts_token_end_index"} <= set(WRAPPER_KEYS)
+    if chatts.release == "original":
+        assert raw["ts_token_start_index"] == raw["ts_token_end_index"] + 1  # swapped: why the markers are looked up by string
+    depth = raw["num_hidden_layers"]
+    assert checked_adapter(checkpoint, knockout_layers=str(depth - 1))._knockout_layers() == frozenset({depth - 1})
+    with pytest.raises(UsageError, match="knockout_layers"):
+        checked_adapter(checkpoint, knockout_layers=str(depth))._knockout_layers()
