@@ -128,8 +128,8 @@ NOT_FOUND: dict[str, dict[str, str]] = {
     "llava-hf__llava-1.5-7b-hf": {},
     "llava-hf__llava-v1.6-mistral-7b-hf": {
         NAMES: "model.safetensors.index.json: the hub page does not display it; no stored copy",
-        **{name: "no whole copy (hub pages found only for config.json; other copies are derivatives')"
-           for name in LLAVA_FILES if name not in ("config.json", NAMES)},
+        **{name: "no whole copy (hub pages found only for config.json and generation_config.json; other copies are derivatives')"
+           for name in LLAVA_FILES if name not in ("config.json", NAMES, "generation_config.json")},
     },
     "llava-hf__llava-v1.6-vicuna-7b-hf": {
         NAMES: "model.safetensors.index.json (70.2 kB): the hub page does not display it; no stored copy",
@@ -554,10 +554,19 @@ def test_llava_next_tiles_are_the_towers_image_size(checkpoint):
 
 @pytest.mark.parametrize("checkpoint", cases("config.json", "generation_config.json", family=LlavaNextTextdom))
 def test_llava_next_generation_config_agrees_with_the_model_config(checkpoint):
-    """Generation stops at </s> (2) and pads with the language model's own pad id."""
+    """Generation stops at </s> (2), the id the adapter reads from the loaded generation config, and a pad
+    id, where the file sets one, is the language model's own; where it sets none (the mistral release on
+    main) the model config has none either, so the adapter pads with the tokenizer's pad token."""
+    from transformers import GenerationConfig
+
     generation, text = checkpoint.json("generation_config.json"), meta_model(checkpoint).config.text_config
-    assert (generation["bos_token_id"], generation["eos_token_id"]) == (text.bos_token_id, text.eos_token_id) == (1, 2)
-    assert generation["pad_token_id"] == text.pad_token_id
+    loaded = GenerationConfig.from_pretrained(checkpoint.folder)  # what from_pretrained attaches to the model
+    assert (loaded.bos_token_id, loaded.eos_token_id) == (text.bos_token_id, text.eos_token_id) == (1, 2)
+    if "pad_token_id" in generation:
+        assert loaded.pad_token_id == generation["pad_token_id"] == text.pad_token_id
+    else:
+        assert loaded.pad_token_id is None and text.pad_token_id is None
+        assert "pad_token_id" not in checkpoint.json("config.json")
 
 
 # ----- Qwen2-Audio: the feature extractor's constants and the tower's frame count ----------------------
