@@ -116,7 +116,9 @@ CHECKPOINTS = (
 
 ALL = "every file"
 NO_DAMO_FILES = {
-    name: "no whole copy found (DAMO's GitHub repository ships the model code, not the hub files)"
+    name: "no whole copy found (DAMO's GitHub repository ships the model code, not the hub files; the hub's stored"
+    " pages give tree listings with sizes, e.g. config.json 1.22 kB, and for 2B the first 28 of config.json's 44"
+    " lines in commit 6fde53b, not the files)"
     for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json")
 }
 #: files of each checkpoint that no public stored copy held whole: checkpoint folder -> {file or ALL: why}.
@@ -163,7 +165,10 @@ NOT_FOUND: dict[str, dict[str, str]] = {
     "DAMO-NLP-SG__VideoLLaMA3-2B": NO_DAMO_FILES,
     "lkhl__VideoLLaMA3-7B-Image-HF": {ALL: "no whole copy found"},
     "lkhl__VideoLLaMA3-2B-Image-HF": {ALL: "no whole copy found"},
-    "bytedance-research__ChatTS-14B-0801": {ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only)"},
+    "bytedance-research__ChatTS-14B-0801": {
+        ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only; the hub's stored pages"
+        " of main/config.json and refs/pr/28 show the original release's file or the code, not the 0801 config)"
+    },
     "bytedance-research__ChatTS-14B-original": {
         name: "no whole copy found (the hub page of config.json only)" for name in CHATTS_FILES if name != "config.json"
     },
