@@ -27,21 +27,34 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import Kimi_K25ForConditionalGeneration, Qwen2_5_VLForConditionalGeneration, VideoLlama3ForConditionalGeneration
+from transformers import (
+    Kimi_K25ForConditionalGeneration,
+    LlamaForCausalLM,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2AudioForConditionalGeneration,
+    VideoLlama3ForConditionalGeneration,
+)
 from transformers.conversion_mapping import get_model_conversion_mapping
 from transformers.core_model_loading import MergeModulelist, WeightConverter, WeightRenaming, rename_source_key
 from transformers.utils.loading_report import LoadStateDictInfo
 
 from lmms_textdom.core.errors import UsageError
 from lmms_textdom.models.args import parse_model_args
+from lmms_textdom.models.chatts.adapter import ChatTSTextdom
+from lmms_textdom.models.chatts.config import WRAPPER_KEYS
+from lmms_textdom.models.graphgpt.adapter import GraphGPTTextdom
+from lmms_textdom.models.graphgpt.checkpoint import llama_config
 from lmms_textdom.models.kimi_vl import checkpoint as kimi_checkpoint
 from lmms_textdom.models.kimi_vl.adapter import KimiVLTextdom
 from lmms_textdom.models.llava.adapter import FALLBACK_PROMPT, TOWERS_WITH_CLS, LlavaHfTextdom
+from lmms_textdom.models.llava_next.adapter import LlavaNextTextdom
 from lmms_textdom.models.qwen2_5_vl import inputs as qwen_inputs
 from lmms_textdom.models.qwen2_5_vl.adapter import MIN_FRAME_PIXELS, Qwen25VLTextdom
+from lmms_textdom.models.qwen2_audio.adapter import Qwen2AudioTextdom
 from lmms_textdom.models.videollama3 import checkpoint as videollama3_checkpoint
 from lmms_textdom.models.videollama3.adapter import VideoLlama3Textdom
 
@@ -83,12 +96,12 @@ GRAPHGPT_FILES = ("config.json", NAMES, "tokenizer_config.json", "special_tokens
 
 CHECKPOINTS = (
     Checkpoint("llava-hf/llava-1.5-7b-hf", LlavaHfTextdom, (*LLAVA_FILES, "chat_template.json")),
-    Checkpoint("llava-hf/llava-v1.6-mistral-7b-hf", None, LLAVA_FILES),
-    Checkpoint("llava-hf/llava-v1.6-vicuna-7b-hf", None, LLAVA_FILES),
+    Checkpoint("llava-hf/llava-v1.6-mistral-7b-hf", LlavaNextTextdom, LLAVA_FILES),
+    Checkpoint("llava-hf/llava-v1.6-vicuna-7b-hf", LlavaNextTextdom, LLAVA_FILES),
     Checkpoint("Qwen/Qwen2.5-VL-7B-Instruct", Qwen25VLTextdom, QWEN_FILES),
     Checkpoint("Qwen/Qwen2.5-VL-32B-Instruct", Qwen25VLTextdom, ("config.json",)),
     Checkpoint("Qwen/Qwen2.5-VL-72B-Instruct", Qwen25VLTextdom, ("config.json",)),
-    Checkpoint("Qwen/Qwen2-Audio-7B-Instruct", None, QWEN_FILES),
+    Checkpoint("Qwen/Qwen2-Audio-7B-Instruct", Qwen2AudioTextdom, QWEN_FILES),
     Checkpoint("moonshotai/Kimi-VL-A3B-Instruct", KimiVLTextdom, KIMI_FILES),
     Checkpoint("moonshotai/Kimi-VL-A3B-Thinking", None, KIMI_FILES),
     Checkpoint("moonshotai/Kimi-VL-A3B-Thinking-2506", None, KIMI_FILES),
@@ -96,21 +109,35 @@ CHECKPOINTS = (
     Checkpoint("DAMO-NLP-SG/VideoLLaMA3-2B", VideoLlama3Textdom, VIDEOLLAMA3_FILES),
     Checkpoint("lkhl/VideoLLaMA3-7B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
     Checkpoint("lkhl/VideoLLaMA3-2B-Image-HF", None, (*VIDEOLLAMA3_FILES, "chat_template.json")),
-    Checkpoint("bytedance-research/ChatTS-14B", None, CHATTS_FILES, "bytedance-research__ChatTS-14B-0801"),
-    Checkpoint("bytedance-research/ChatTS-14B", None, CHATTS_FILES, "bytedance-research__ChatTS-14B-original"),
-    Checkpoint("Jiabin99/GraphGPT-7B-mix-all", None, GRAPHGPT_FILES),
+    Checkpoint("bytedance-research/ChatTS-14B", ChatTSTextdom, CHATTS_FILES, "bytedance-research__ChatTS-14B-0801"),
+    Checkpoint("bytedance-research/ChatTS-14B", ChatTSTextdom, CHATTS_FILES, "bytedance-research__ChatTS-14B-original"),
+    Checkpoint("Jiabin99/GraphGPT-7B-mix-all", GraphGPTTextdom, GRAPHGPT_FILES),
 )
 
 ALL = "every file"
 NO_DAMO_FILES = {
-    name: "no whole copy found (DAMO's GitHub repository ships the model code, not the hub files)"
+    name: "no whole copy found (DAMO's GitHub repository ships the model code, not the hub files; the hub's stored"
+    " pages give tree listings with sizes, e.g. config.json 1.22 kB, and for 2B the first 28 of config.json's 44"
+    " lines in commit 6fde53b, not the files)"
     for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json")
 }
-#: files of each checkpoint that no public stored copy held whole: checkpoint folder -> {file or ALL: why}
+#: files of each checkpoint that no public stored copy held whole: checkpoint folder -> {file or ALL: why}.
+#: Searched: GitHub repositories that vendor hub folders (find_files on <name>/config.json, find_string on
+#: each family's distinctive config strings), the hub's own file, blame and tree pages in the stored web
+#: and documentation index, and joshuahickscorp/hawking's ARCHITECTURE_RECOGNIZER_FIXTURES.json (its five
+#: entries: Qwen3-30B-A3B, Kimi-VL-A3B-Instruct, Qwen3-VL-30B-A3B-Instruct, GLM-4.5-Air, Mistral-Small-3.1).
 NOT_FOUND: dict[str, dict[str, str]] = {
     "llava-hf__llava-1.5-7b-hf": {},
-    "llava-hf__llava-v1.6-mistral-7b-hf": {ALL: "no whole copy in the stored GitHub repositories; hub pages only as excerpts"},
-    "llava-hf__llava-v1.6-vicuna-7b-hf": {ALL: "no whole copy in the stored GitHub repositories; hub pages only as excerpts"},
+    "llava-hf__llava-v1.6-mistral-7b-hf": {
+        NAMES: "model.safetensors.index.json: the hub page does not display it; no stored copy",
+        **{name: "no whole copy (hub pages found only for config.json and generation_config.json; other copies are derivatives')"
+           for name in LLAVA_FILES if name not in ("config.json", NAMES, "generation_config.json")},
+    },
+    "llava-hf__llava-v1.6-vicuna-7b-hf": {
+        NAMES: "model.safetensors.index.json (70.2 kB): the hub page does not display it; no stored copy",
+        **{name: "no whole copy (hub pages found only for config.json and generation_config.json)"
+           for name in LLAVA_FILES if name not in ("config.json", NAMES, "generation_config.json")},
+    },
     "Qwen__Qwen2.5-VL-7B-Instruct": {
         NAMES: "model.safetensors.index.json: no whole copy found (the adapter's meta model has 729 names, unverified)",
         "tokenizer_config.json": "no whole copy found",
@@ -120,7 +147,12 @@ NOT_FOUND: dict[str, dict[str, str]] = {
     },
     "Qwen__Qwen2.5-VL-32B-Instruct": {ALL: "no whole copy found"},
     "Qwen__Qwen2.5-VL-72B-Instruct": {ALL: "no whole copy found"},
-    "Qwen__Qwen2-Audio-7B-Instruct": {ALL: "no whole copy found (configs appear only re-typed inside other projects' tests)"},
+    "Qwen__Qwen2-Audio-7B-Instruct": {
+        NAMES: "model.safetensors.index.json (79 kB): the hub page does not display it; no stored copy",
+        "tokenizer_config.json": "638 kB, 'too large to display' on the hub; no stored copy",
+        "chat_template.json": "only on the hub PR refs/pr/13, and its shown text serialises to 749 of the stated 750 bytes",
+        "generation_config.json": "230 bytes; no page showing its content found (other projects' tests re-type two of its keys)",
+    },
     "moonshotai__Kimi-VL-A3B-Instruct": {
         "tokenizer_config.json": "no whole copy found (only other Kimi models' tokenizer configs, and excerpts)",
         "preprocessor_config.json": "no whole copy found (its keys are known from code that reads it, not the file)",
@@ -133,11 +165,16 @@ NOT_FOUND: dict[str, dict[str, str]] = {
     "DAMO-NLP-SG__VideoLLaMA3-2B": NO_DAMO_FILES,
     "lkhl__VideoLLaMA3-7B-Image-HF": {ALL: "no whole copy found"},
     "lkhl__VideoLLaMA3-2B-Image-HF": {ALL: "no whole copy found"},
-    "bytedance-research__ChatTS-14B-0801": {ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only)"},
-    "bytedance-research__ChatTS-14B-original": {ALL: "no whole copy found (hub revisions before 0801)"},
+    "bytedance-research__ChatTS-14B-0801": {
+        ALL: "no whole copy found (the 0801 config is known from a mirror's page excerpt only; the hub's stored pages"
+        " of main/config.json and refs/pr/28 show the original release's file or the code, not the 0801 config)"
+    },
+    "bytedance-research__ChatTS-14B-original": {
+        name: "no whole copy found (the hub page of config.json only)" for name in CHATTS_FILES if name != "config.json"
+    },
     "Jiabin99__GraphGPT-7B-mix-all": {
-        ALL: "no whole copy found; the one vendored config.json seen (ventr1c/STAG) is a locally edited copy "
-        "(graph_hidden_size 384, graph_tower clip_gt_arxiv, a local pretrain path), not the hub file",
+        name: "no whole copy found (the hub page of config.json only; added_tokens.json's page shows its ids, not its layout)"
+        for name in GRAPHGPT_FILES if name != "config.json"
     },
 }
 
@@ -197,13 +234,14 @@ def test_folder_holds_exactly_what_the_record_says(checkpoint):
         assert NAMES in present and "derived" in checkpoint.path("SOURCES").read_text().lower()
 
 
-def cases(*needed: str, family: type | None = None):
-    """The checkpoints (of ``family``, default any) that hold ``needed``; the others' missing files are
-    in NOT_FOUND, which the test above holds the folders to."""
+def cases(*needed: str, family: type | tuple[type, ...] | None = None):
+    """The checkpoints (of ``family``, or of one of several; default any) that hold ``needed``; the
+    others' missing files are in NOT_FOUND, which the test above holds the folders to."""
+    families = family if isinstance(family, tuple) else (family,)
     return [
         pytest.param(c, id=checkpoint_id(c))
         for c in CHECKPOINTS
-        if c.adapter is not None and c.has(*needed) and family in (None, c.adapter)
+        if c.adapter is not None and c.has(*needed) and (family is None or c.adapter in families)
     ]
 
 
@@ -215,6 +253,13 @@ def bare_adapter(checkpoint: Checkpoint, **model_args):
     cls = checkpoint.adapter
     adapter = object.__new__(cls)
     adapter.args = parse_model_args(cls.model_args_spec(), {"pretrained": str(checkpoint.folder), **model_args}, cls.MODEL_ID)
+    return adapter
+
+
+def checked_adapter(checkpoint: Checkpoint, **model_args):
+    """``bare_adapter`` after its pre-load checks, as ``__init__`` runs them before ``knockout_layers`` is read."""
+    adapter = bare_adapter(checkpoint, **model_args)
+    adapter.check_args()
     return adapter
 
 
@@ -235,7 +280,12 @@ LOADING = {
     KimiVLTextdom: Loading(Kimi_K25ForConditionalGeneration, kimi_checkpoint.KEY_MAPPING, kimi_checkpoint.native_config),
     # DAMO's layout (the names here); the native -HF layout loads without a mapping
     VideoLlama3Textdom: Loading(VideoLlama3ForConditionalGeneration, videollama3_checkpoint.DAMO_KEY_MAPPING),
+    LlavaNextTextdom: Loading(LlavaNextTextdom.MODEL_CLASS),
+    Qwen2AudioTextdom: Loading(Qwen2AudioForConditionalGeneration),
 }
+#: the families whose model class loads the whole checkpoint; ChatTS and GraphGPT load a plain language
+#: model plus their own encoder, and have their own checks below
+WHOLE_MODEL = tuple(LOADING)
 
 
 @lru_cache(maxsize=None)
@@ -304,18 +354,22 @@ def model_type(config) -> str:
     return config["model_type"] if isinstance(config, dict) else config.model_type
 
 
-@pytest.mark.parametrize("checkpoint", cases("config.json"))
+def prunes(adapter_class: type) -> bool:
+    return any(arg.name == "prune_ratio" for arg in adapter_class.model_args_spec())
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=WHOLE_MODEL))
 def test_config_translation_accepts_the_real_config(checkpoint):
     """The adapter's pre-load checks pass on the real config, pruning included where the family prunes,
     and the model class it loads into accepts the translated config."""
     raw = checkpoint.json("config.json")
-    adapter = bare_adapter(checkpoint, prune_ratio=0.5)
+    adapter = bare_adapter(checkpoint, **({"prune_ratio": 0.5} if prunes(checkpoint.adapter) else {}))
     adapter.check_args()  # raises a UsageError on a config it cannot load or prune
     assert model_type(adapter.checkpoint_config()) == raw["model_type"] == checkpoint.adapter.MODEL_TYPE
     assert meta_model(checkpoint).config.get_text_config().num_hidden_layers > 0  # the class takes the translation
 
 
-@pytest.mark.parametrize("checkpoint", cases("config.json"))
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=WHOLE_MODEL))
 def test_knockout_layers_range_is_the_real_depth(checkpoint):
     """knockout_layers is checked (before any weight loads) against the layers the real model has."""
     depth = len(meta_model(checkpoint).model.language_model.layers)
@@ -485,3 +539,115 @@ def test_kimi_translation_keeps_the_real_vision_and_token_constants(checkpoint):
                 "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "n_group", "topk_group", "norm_topk_prob", "rms_norm_eps",
                 "max_position_embeddings", "num_hidden_layers", "vocab_size"):  # fmt: skip
         assert getattr(text, key) == real[key], key
+
+
+# ----- LLaVA-NeXT: the any-resolution grid and the stop tokens ---------------------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=LlavaNextTextdom))
+def test_llava_next_tiles_are_the_towers_image_size(checkpoint):
+    """Every any-resolution grid is whole tiles of the tower's 336 px input, each tile 576 patches after
+    the [CLS] the pruning scores (strategy default), and the newline row vector exists for the unpadded grid."""
+    raw = checkpoint.json("config.json")
+    vision = raw["vision_config"]
+    assert all(h % vision["image_size"] == 0 and w % vision["image_size"] == 0 for h, w in raw["image_grid_pinpoints"])
+    model = meta_model(checkpoint)
+    assert model.model.vision_tower.embeddings.num_positions == (vision["image_size"] // vision["patch_size"]) ** 2 + 1
+    assert raw["use_image_newline_parameter"] and tuple(model.model.image_newline.shape) == (model.config.text_config.hidden_size,)
+    assert model.config.image_token_id == raw["image_token_index"] < raw["text_config"]["vocab_size"]
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", "generation_config.json", family=LlavaNextTextdom))
+def test_llava_next_generation_config_agrees_with_the_model_config(checkpoint):
+    """Generation stops at </s> (2), the id the adapter reads from the loaded generation config, and a pad
+    id, where the file sets one, is the language model's own; where it sets none (the mistral release on
+    main) the model config has none either, so the adapter pads with the tokenizer's pad token."""
+    from transformers import GenerationConfig
+
+    generation, text = checkpoint.json("generation_config.json"), meta_model(checkpoint).config.text_config
+    loaded = GenerationConfig.from_pretrained(checkpoint.folder)  # what from_pretrained attaches to the model
+    assert (loaded.bos_token_id, loaded.eos_token_id) == (text.bos_token_id, text.eos_token_id) == (1, 2)
+    if "pad_token_id" in generation:
+        assert loaded.pad_token_id == generation["pad_token_id"] == text.pad_token_id
+    else:
+        assert loaded.pad_token_id is None and text.pad_token_id is None
+        assert "pad_token_id" not in checkpoint.json("config.json")
+
+
+# ----- Qwen2-Audio: the feature extractor's constants and the tower's frame count ----------------------
+
+
+def whisper_extractor(checkpoint: Checkpoint):
+    from transformers import WhisperFeatureExtractor
+
+    settings = {k: v for k, v in checkpoint.json("preprocessor_config.json").items() if k not in ("feature_extractor_type", "processor_class")}
+    return WhisperFeatureExtractor(**settings)
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", "preprocessor_config.json", family=Qwen2AudioTextdom))
+def test_qwen2_audio_clips_and_tokens_follow_the_real_constants(checkpoint):
+    """16 kHz clips cut at 30 s (the adapter's record of seconds), one audio token per 40 ms (750 per clip),
+    as many as the tower's 1500 positions pooled by 2; the adapter's shortest-clip rule (2 x hop + 1
+    samples) is the real extractor's boundary between no token and one."""
+    raw, extractor = checkpoint.json("config.json"), whisper_extractor(checkpoint)
+    assert checkpoint.json("preprocessor_config.json")["processor_class"] == "Qwen2AudioProcessor"
+    assert extractor.sampling_rate == 16000 and extractor.n_samples == extractor.chunk_length * extractor.sampling_rate
+    assert extractor.feature_size == raw["audio_config"]["num_mel_bins"]
+    tower = meta_model(checkpoint).model.audio_tower
+    full = torch.tensor([extractor.nb_max_frames])
+    _, tokens = tower._get_feat_extract_output_lengths(full)
+    assert int(tokens) * 2 == raw["audio_config"]["max_source_positions"] == tower.embed_positions.num_embeddings
+    assert int(tokens) / extractor.chunk_length == 25  # tokens per second, as the adapter's docstring says
+    shortest = 2 * extractor.hop_length + 1
+    counts = []
+    for samples in (shortest - 1, shortest):
+        mask = extractor(np.zeros(samples, dtype=np.float32), sampling_rate=16000, return_attention_mask=True)["attention_mask"]
+        counts.append(int(tower._get_feat_extract_output_lengths(torch.tensor(mask).sum(-1))[1]))
+    assert counts == [0, 1]
+    assert meta_model(checkpoint).config.audio_token_index == raw["audio_token_index"] < raw["text_config"]["vocab_size"]
+
+
+# ----- GraphGPT and ChatTS: a plain language model read from the real config -------------------------
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=GraphGPTTextdom))
+def test_graphgpt_reads_the_real_config(checkpoint):
+    """The GraphLlama config passes the adapter's checks and becomes a Llama config with its linear RoPE
+    scaling (x4, the 16k context of vicuna-7b-v1.5-16k) and rows for the three graph tokens (32000-32002);
+    knockout_layers is checked against its 32 layers."""
+    raw = checkpoint.json("config.json")
+    adapter = bare_adapter(checkpoint)
+    adapter.check_args()
+    llama = llama_config(adapter.checkpoint_config())
+    assert llama.num_hidden_layers == raw["num_hidden_layers"] == 32
+    assert llama.rope_parameters["rope_type"] == raw["rope_scaling"]["type"] == "linear"
+    assert llama.rope_parameters["factor"] == raw["rope_scaling"]["factor"] == 4.0
+    with torch.device("meta"):
+        embeddings = LlamaForCausalLM(llama).get_input_embeddings()
+    assert embeddings.num_embeddings == raw["vocab_size"] == 32003  # <g_patch>, <g_start>, <g_end> have rows
+    assert checked_adapter(checkpoint, knockout_layers="31")._knockout_layers() == frozenset({31})
+    with pytest.raises(UsageError, match="knockout_layers"):
+        checked_adapter(checkpoint, knockout_layers="32")._knockout_layers()
+
+
+@pytest.mark.parametrize("checkpoint", cases("config.json", family=ChatTSTextdom))
+def test_chatts_reads_the_real_config(checkpoint):
+    """The config is recognised as its release (patch 16 and no position embedding = original), its Qwen2.5-14B
+    language model keeps the real depth and width, and knockout_layers is checked against its 48 layers.
+    The config's ts_token indices are not used: the original release has them swapped (<ts> is 151665)."""
+    raw = checkpoint.json("config.json")
+    adapter = bare_adapter(checkpoint)
+    adapter.check_args()
+    chatts = adapter.chatts
+    assert chatts.release == ("0801" if raw["model_type"] == "chatts" else "original")
+    assert chatts.patch_size == raw["ts"]["patch_size"] and chatts.ts["num_layers"] == raw["ts"]["num_layers"]
+    text = chatts.language_model
+    assert (text.num_hidden_layers, text.hidden_size, text.vocab_size) == (raw["num_hidden_layers"], raw["hidden_size"], raw["vocab_size"])
+    assert text.hidden_size == raw["ts"]["hidden_size"]
+    assert {"ts_token_start_index", "ts_token_end_index"} <= set(WRAPPER_KEYS)
+    if chatts.release == "original":
+        assert raw["ts_token_start_index"] == raw["ts_token_end_index"] + 1  # swapped: why the markers are looked up by string
+    depth = raw["num_hidden_layers"]
+    assert checked_adapter(checkpoint, knockout_layers=str(depth - 1))._knockout_layers() == frozenset({depth - 1})
+    with pytest.raises(UsageError, match="knockout_layers"):
+        checked_adapter(checkpoint, knockout_layers=str(depth))._knockout_layers()
