@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,25 @@ def test_blind_runs_on_every_family(model, family_runs):
         else:
             assert parts["task"]["count"] == seen["task"]["count"], key
         assert parts["template"]["count"] < seen["template"]["count"], key  # the placeholders' own wrapping is gone
+
+
+def test_a_sweep_over_a_task_group_tabulates_its_subtasks(sweep, tmp_path):
+    """`sweep` without --tasks runs the group mmmu_pro_textdom; lmms-eval logs samples per subtask only and
+    lists the group's members under group_subtasks in results.json (as it writes for that group)."""
+    from lmms_textdom.integration.runner import latest_results
+    from lmms_textdom.report.paired_sweep import tabulate
+
+    output, _ = sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(output, copy)
+    manifest = copy / "textdom_sweep.json"
+    spec = json.loads(manifest.read_text())
+    direct = tabulate(manifest, resamples=50)
+    for folder in ("baseline", *(p["folder"] for p in spec["points"]), spec["blind"]):
+        results = latest_results(copy / folder)
+        data = json.loads(results.read_text())
+        results.write_text(json.dumps({**data, "group_subtasks": {"mmmu_pro_textdom": [TASK]}}))
+    manifest.write_text(json.dumps({**spec, "tasks": "mmmu_pro_textdom"}))
+    (table,) = tabulate(manifest, resamples=50)
+    assert table.task == TASK and [r.name for r in table.rows] == [r.name for r in direct[0].rows]
+    assert [r.accuracy for r in table.rows] == [r.accuracy for r in direct[0].rows]

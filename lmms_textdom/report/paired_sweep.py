@@ -192,12 +192,25 @@ class SweepTable:
     yes_no: bool
 
 
+def leaf_tasks(tasks: list[str], folder: Path) -> list[str]:
+    """The tasks that have sample logs: a group asked for (``mmmu_pro_textdom``) stands for its subtasks,
+    as the run's results file lists them (lmms-eval logs samples per subtask only)."""
+    results = latest_results(folder)
+    groups = (json.loads(results.read_text()).get("group_subtasks") or {}) if results is not None else {}
+
+    def leaves(task: str) -> list[str]:
+        members = groups.get(task)
+        return [leaf for member in members for leaf in leaves(member)] if members else [task]
+
+    return [leaf for task in tasks for leaf in leaves(task.strip())]
+
+
 def tabulate(manifest: Path, resamples: int = 1000, seed: int = 0) -> list[SweepTable]:
     """One paired table per task of the sweep described by ``manifest``."""
     spec = json.loads(Path(manifest).read_text())
     root = Path(manifest).parent
     tables = []
-    for task in spec["tasks"].split(","):
+    for task in leaf_tasks(spec["tasks"].split(","), root / spec["baseline"]):
         baseline = read_point("baseline", root / spec["baseline"], task)
         rows = [summarize(baseline, baseline, resamples, seed)]
         entries = [(p["name"], p["folder"], False) for p in spec["points"]]
