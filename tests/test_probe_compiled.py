@@ -20,6 +20,7 @@ from lmms_textdom.core.probe import AttentionProbe, ProbeError, install
 from lmms_textdom.tiny import build_llama
 from lmms_textdom.tiny.common import instantiate, language_model_fields
 from tests.test_probe import NEW_TOKENS, assert_matches_eager, llama_padded_batch, middle_is_image
+from tests.test_text_parts import ADAPTERS, checkpoints, family_requests  # noqa: F401 (fixture)
 
 
 def compiled(backend: str = "eager") -> dict:
@@ -219,3 +220,34 @@ def test_max_new_tokens_bounds_the_compiled_buffers_and_is_held_to(tiny_llama, f
     with pytest.raises(ProbeError, match=r"more than the probe's buffers hold \(2\): max_new_tokens given to AttentionProbe"):
         with AttentionProbe(model, classes, max_new_tokens=2):
             model.generate(**inputs, max_new_tokens=NEW_TOKENS, do_sample=False, **compiled())
+
+
+# ----- compile=true on every family that claims it (docs/big-models.md, "Compiled decoding") ------------
+
+
+@pytest.mark.parametrize("family", ["llava_next", "qwen2_5_vl", "qwen2_audio", "videollama3", "chatts", "graphgpt"])
+def test_every_family_records_under_compile_what_eager_decoding_records(family, checkpoints, tiny_videos, fresh_dynamo, monkeypatch):
+    """Each family's own requests (Qwen2.5-VL: images and a video; left-padded batches of two) through its
+    adapter, compile=false then compile=true: one graph, no break (fullgraph), the same answers and masses."""
+    import json
+
+    import numpy as np
+
+    from lmms_textdom.models import base
+
+    backend = "aot_eager" if family == "qwen2_5_vl" else "eager"  # aot_eager: the buffer writes functionalized, as for inductor
+    monkeypatch.setattr(base, "compiled_decoding", lambda: compiled_decoding(backend))  # inductor would compile for minutes
+    adapter = ADAPTERS[family]
+    requests = [base.Request(r.context, r.visuals, r.doc, {"max_new_tokens": NEW_TOKENS}) for r in family_requests(family, tiny_videos)]
+    eager = adapter(pretrained=str(checkpoints(family)), device="cpu")._run_batch(requests)
+    assert graphs() == 0
+    compiled_run = adapter(pretrained=str(checkpoints(family)), device="cpu", compile=True)._run_batch(requests)
+    assert graphs() == 1 and not counters["graph_break"], "compile=true must decode inside one compiled graph"
+    seen = set()
+    for (text, payload), (eager_text, eager_payload) in zip(compiled_run, eager, strict=True):
+        ours, reference = json.loads(payload)["stats"], json.loads(eager_payload)["stats"]
+        assert text == eager_text and ours["rows"] == reference["rows"] > 1 and ours["counts"] == reference["counts"]
+        assert sum(ours["counts"][1:]) > 0, "every request carries non-text positions"
+        seen |= {name for name, count in zip(ours["classes"], ours["counts"]) if count}
+        np.testing.assert_allclose(ours["mass"], reference["mass"], atol=1e-5, rtol=0)
+    assert family != "qwen2_5_vl" or {"image", "video"} <= seen, seen
