@@ -367,11 +367,16 @@ def forced_row_chunk(batch: int, heads: int, kv_heads: int, head_dim: int, width
     return max(1, min(by_scores, by_bias))
 
 
-def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None) -> torch.Tensor:
+def _softmax_rows(
+    query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, scaling: float, softcap: float | None,
+    edit=None, positions: torch.Tensor | None = None, first_key: int = 0,
+) -> torch.Tensor:  # fmt: skip
     """Attention probabilities of query rows, summed over heads: (batch, rows, keys) float32.
 
-    query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim), bias as ``_rows_bias``
-    (None: every key visible).
+    query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim) of positions first_key,
+    first_key + 1, ..., bias as ``_rows_bias`` (None: every key visible).
+    ``edit``: a layer's score edit (``SCORE_EDIT``), applied before the bias as the layer applies it;
+    ``positions`` are then the rows' absolute positions.
     Grouped by KV head, so grouped-query attention repeats no keys; in blocks of KV heads (at least
     one) and, where one head's rows are too many, of rows, within ``PASS_BUDGET_BYTES`` of scratch
     (``CPU_BLOCK_BYTES`` on a CPU).
@@ -398,6 +403,8 @@ def _softmax_rows(query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor, sc
             scores = torch.matmul(block.reshape(batch, -1, group * count, head_dim), k).view(batch, -1, group, count, width)
             if softcap:
                 scores = torch.tanh(scores / softcap) * softcap
+            if edit is not None:
+                scores = edit(scores, positions if row_chunk == rows else positions[r : r + count], first_key)
             if bias is not None:  # it covers the last columns only
                 part = bias if row_chunk == rows else bias[..., r : r + count, :]
                 scores[..., width - columns :] += part if part.shape[1] == 1 else part[:, h : h + head_chunk]
@@ -631,10 +638,9 @@ class _Recorder:
     def _store(self, start: int, layer: int, queries, key, bias, first_position: int = 0) -> None:
         """Per-class sums of ``queries`` (rows, batch, heads, head_dim) into the records of steps start,
         start + 1, ...; ``key`` holds the keys of positions first_position, first_position + 1, ..."""
-        if self._edits[layer] is None:
-            per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer])
-        else:
-            per_position = self._edited_rows(start, layer, queries, key, bias, first_position)
+        edit = self._edits[layer]
+        positions = None if edit is None else self._row_positions(start, queries.shape[0], key.device)
+        per_position = _softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], edit, positions, first_position)
         one_hot = self._one_hot_to(first_position, key.shape[2], key.device)
         per_class = torch.bmm(per_position, one_hot)  # (batch, rows, classes + 1)
         self._rows[start : start + queries.shape[0], layer].copy_(per_class.transpose(0, 1))
@@ -647,14 +653,11 @@ class _Recorder:
         for module, layer in self.layer_of.items():
             self._edits[layer] = module.__dict__.get(SCORE_EDIT)
 
-    def _edited_rows(self, start: int, layer: int, queries, key, bias, first_position: int) -> torch.Tensor:
-        """``_softmax_rows`` of the rows of steps start, start + 1, ... with the layer's score edit."""
-        from lmms_textdom.core.scored_attention import edited_softmax_rows
-
+    def _row_positions(self, start: int, count: int, device) -> torch.Tensor:
+        """Absolute positions of the rows of steps start .. start + count - 1 (what a score edit reads)."""
         # a step's row is the query at position P - 1 + (step - first step of its generate call)
         first = self.prompt_len - 1 - self._call_start + start
-        rows = torch.arange(first, first + queries.shape[0], device=key.device)
-        return edited_softmax_rows(queries, key, bias, self._scaling[layer], self._softcap[layer], self._edits[layer], rows, first_position)
+        return torch.arange(first, first + count, device=device)
 
     @torch.no_grad()
     def flush(self) -> None:

@@ -72,26 +72,3 @@ def scored_attention(module, query, key, value, attention_mask, edit, scaling=No
         out.append(torch.matmul(weights, values))
     return torch.cat(out, dim=2).transpose(1, 2).contiguous(), None
 
-
-def edited_softmax_rows(query, key, bias, scaling: float, softcap: float | None, edit, rows: torch.Tensor, first_key: int) -> torch.Tensor:
-    """The probe's per-row probabilities summed over heads, (batch, rows, keys) float32, with ``edit``
-    applied to the scores: query (rows, batch, heads, head_dim), key (batch, kv_heads, keys, head_dim)
-    of positions first_key, first_key + 1, ...; bias as ``probe._rows_bias`` (it covers the last columns)."""
-    count, batch, heads, head_dim = query.shape
-    kv_heads, width = key.shape[1], key.shape[2]
-    group = heads // kv_heads
-    q = query.permute(1, 2, 0, 3).float() * scaling  # (batch, heads, rows, head_dim)
-    out = torch.zeros(batch, count, width, dtype=torch.float32, device=query.device)
-    step = max(1, PASS_BUDGET_BYTES // (4 * batch * group * count * width))  # KV heads per block
-    for h in range(0, kv_heads, step):
-        k = key[:, h : h + step].float().repeat_interleave(group, dim=1)
-        scores = torch.matmul(q[:, h * group : (h + step) * group], k.transpose(-1, -2))  # (batch, heads, rows, keys)
-        if softcap:
-            scores = torch.tanh(scores / softcap) * softcap
-        scores = edit(scores, rows, first_key)
-        if bias is not None:
-            columns = bias.shape[-1]
-            part = bias if bias.shape[1] == 1 else bias[:, h * group : (h + step) * group]
-            scores[..., width - columns :] += part
-        out += scores.softmax(-1).sum(1)
-    return out

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lmms_textdom.analysis.key_space import LayerMeans, sample_divergences
 from lmms_textdom.integration.hook import DETAIL
-from lmms_textdom.report.runs import RESULTS_SUFFIX, SAMPLES_INFIX, Run
 from lmms_textdom.report.table import Row
 
 CLASS_COLOURS = {"text": "#4c72b0", "image": "#dd8452", "video": "#55a868", "audio": "#c44e52", "time_series": "#8172b3", "graph": "#937860"}
@@ -29,11 +28,6 @@ class KeySpace:
     samples: int
 
 
-def sample_log_of(run: Run, leaf: str) -> Path:
-    stem = run.results_file.name[: -len(RESULTS_SUFFIX)]
-    return run.results_file.with_name(f"{stem}{SAMPLES_INFIX}{leaf}.jsonl")
-
-
 def collect(rows: list[Row], notes: list[str]) -> list[KeySpace]:
     """Per-layer means for every task run (not group) whose samples carry key statistics."""
     found = []
@@ -41,7 +35,7 @@ def collect(rows: list[Row], notes: list[str]) -> list[KeySpace]:
         run = row.run
         if run.is_group or not run.settings.get("key_stats"):
             continue
-        log = sample_log_of(run, run.task)
+        log = run.sample_log(run.task)
         means, example, count = LayerMeans(), None, 0
         try:
             with log.open() as lines:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 from lmms_textdom.core.attention_maps import AttentionMaps
 from lmms_textdom.integration.hook import DETAIL
-from lmms_textdom.report.runs import RESULTS_SUFFIX, SAMPLES_INFIX, Run
+from lmms_textdom.report.runs import Run
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,6 @@ class MapSample:
     @property
     def key(self) -> tuple[str, int]:
         return self.task, self.doc_id
-
-
-def sample_log_of(run: Run, task: str) -> Path:
-    name = run.results_file.name
-    return run.results_file.with_name(f"{name[: -len(RESULTS_SUFFIX)]}{SAMPLES_INFIX}{task}.jsonl")
 
 
 def _text(value: Any) -> str:
@@ -62,7 +56,7 @@ def read_map_samples(run: Run, limit: int, wanted: Iterable[tuple[str, int]] | N
     wanted = None if wanted is None else set(wanted)
     found: list[MapSample] = []
     for task in run.leaves:
-        path = sample_log_of(run, task)
+        path = run.sample_log(task)
         if not path.is_file():
             continue
         with path.open() as lines:

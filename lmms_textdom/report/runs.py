@@ -66,6 +66,10 @@ class Run:
     def is_group(self) -> bool:
         return self.leaves != (self.task,)
 
+    def sample_log(self, task: str) -> Path:
+        """The sample log of ``task`` (one of ``leaves``) beside the results file."""
+        return sample_log_of(self.results_file, task)
+
 
 @dataclass
 class SampleLog:
@@ -129,6 +133,10 @@ def headline_metric(cells: dict[str, Any]) -> tuple[str | None, float | None]:
 
 def number_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def sample_log_of(results_file: Path, task: str) -> Path:
+    return results_file.with_name(f"{results_file.name[: -len(RESULTS_SUFFIX)]}{SAMPLES_INFIX}{task}.jsonl")
 
 
 def results_file_of(sample_log: Path) -> Path:
@@ -225,7 +233,7 @@ class ResultsFile:
         return any(f"{name},none" in self.results.get(task, {}) for name in METRIC_NAMES)
 
     def sample_log(self, task: str) -> Path:
-        return self.path.with_name(f"{self.path.name[: -len(RESULTS_SUFFIX)]}{SAMPLES_INFIX}{task}.jsonl")
+        return sample_log_of(self.path, task)
 
     def evaluated(self, task: str) -> int | None:
         counts = [(self.data.get("n-samples") or {}).get(leaf, {}).get("effective") for leaf in self.leaves(task)]

@@ -27,6 +27,11 @@ from lmms_textdom.report.runs import SAMPLES_INFIX, Run, load_runs
 from lmms_textdom.sweeps.grid import Point, make_grid
 
 
+def window_spec(low: int, high: int) -> str:
+    """The knock-out's layers as model_args and run folders write them: '5' or '4-7'."""
+    return str(low) if low == high else f"{low}-{high}"
+
+
 @dataclass
 class Window:
     layers: tuple[int, int]  # first and last layer knocked out
@@ -37,8 +42,7 @@ class Window:
 
     @property
     def spec(self) -> str:
-        low, high = self.layers
-        return str(low) if low == high else f"{low}-{high}"
+        return window_spec(*self.layers)
 
     @property
     def centre(self) -> float:
@@ -188,11 +192,10 @@ def run_knockout(
             raise SystemExit(f"the baseline run of {task} has no per-layer attention in its sample log; the sweep needs a textdom model")
         spans = windows(baseline.samples[0].num_layers, window, stride)
         bar.total = 1 + len(spans)
-        for low, high in spans:
-            spec = str(low) if low == high else f"{low}-{high}"
+        specs = [window_spec(low, high) for low, high in spans]
+        for spec in specs:
             grid.run(Point(f"layers {spec} knocked out", f"ko_{spec}", f"knockout_layers={spec},knockout_score=true"))
             bar.update(1)
-    specs = [str(low) if low == high else f"{low}-{high}" for low, high in spans]
     write_manifest(output, model, grid.pretrained, grid.tasks, "baseline", [(f"knock-out {spec}", f"ko_{spec}") for spec in specs])
     name = Path(grid.pretrained).name if Path(grid.pretrained).exists() else grid.pretrained
     title = f"{model} {name}, {task}: knock-out windows of {window} layer(s), stride {stride}"
@@ -204,7 +207,7 @@ def tabulate(output: Path, task: str, spans: list[tuple[int, int]], title: str) 
     baseline = the_run(output / "baseline", task)
     found = []
     for low, high in spans:
-        run_dir = output / f"ko_{low if low == high else f'{low}-{high}'}"
+        run_dir = output / f"ko_{window_spec(low, high)}"
         records = effects(run_dir)
         changed = mean([float(r["answer_changed"]) for r in records])
         logprob = mean([r["logprob_knocked"] - r["logprob_plain"] for r in records])
