@@ -159,3 +159,12 @@ def test_a_grid_has_every_combination_and_a_greedy_baseline():
     for bad, message in ((["x"], "--vary takes KEY=v1,v2"), (["a=1", "a=2"], "names a twice"), (["a=1,1"], "repeats a value")):
         with pytest.raises(UsageError, match=message):
             parse_vary(bad)
+
+
+def test_the_switch_names_are_the_switch_model_args():
+    """The sweep and the report know the switches by name (mitigations.settings, below models/); the adapters
+    declare them (models/switch_args.py): one list must not drift from the other."""
+    from lmms_textdom.mitigations.settings import SWITCH_ARGS
+    from lmms_textdom.models.switch_args import SWITCH_MODEL_ARGS
+
+    assert tuple(arg.name for arg in SWITCH_MODEL_ARGS) == SWITCH_ARGS

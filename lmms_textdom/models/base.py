@@ -24,7 +24,7 @@ from lmms_textdom.mitigations.blind import blind_request
 from lmms_textdom.mitigations.contrastive import ContrastiveDecoding, SecondPass
 from lmms_textdom.mitigations.noise import Corruption, NoiseSite
 from lmms_textdom.mitigations.settings import SCALE, Switches, switches_from_args
-from lmms_textdom.models.switch_args import SWITCH_ARGS
+from lmms_textdom.models.switch_args import SWITCH_MODEL_ARGS
 from lmms_textdom.core.errors import UsageError, fail_loudly
 from lmms_textdom.integration.generation import generation_result, with_token_counts
 from lmms_textdom.integration.hook import encode_failure, encode_payload
@@ -70,7 +70,7 @@ COMMON_ARGS = (
         "on_sample_error", RECORD, "a request that fails on its own: record = empty answer and a failure record, "
         "left out of MDI/AEI, the run goes on; stop = end the run there, naming it", choices=(RECORD, STOP),
     ),
-    *SWITCH_ARGS,
+    *SWITCH_MODEL_ARGS,
     KNOCKOUT_LAYERS,
     KNOCKOUT_SCORE,
     KEY_STATS,

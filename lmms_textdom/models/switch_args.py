@@ -26,7 +26,8 @@ def _layers_arg(name: str, default_text: str) -> Arg:
     )  # fmt: skip
 
 
-SWITCH_ARGS = (
+#: the definitions of ``mitigations.settings.SWITCH_ARGS``, in its order (a test holds them together)
+SWITCH_MODEL_ARGS = (
     Arg(
         "attn_boost", 0.0, "weight on non-text keys for the rows after the non-text span: pai = s + alpha*|s| (PAI), "
         "scale = weights x (1 + alpha); 0 = off", kind=float,
