@@ -281,6 +281,9 @@ def run_measure(args) -> list[Path]:
 
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(new, gathered, dst=0)
+        # every rank leaves the group before it exits: a rank that exits holding gloo's threads can abort
+        # ("terminate called without an active exception"), and torchrun then fails the whole run
+        dist.destroy_process_group()
         if rank != 0:
             return []
         new = [[r for part in gathered for r in part[i]] for i in range(len(plans))]
