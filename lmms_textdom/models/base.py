@@ -31,8 +31,8 @@ from lmms_textdom.integration.hook import encode_failure, encode_payload
 from lmms_textdom.core.modality import PAD, PositionClasses
 from lmms_textdom.analysis.knockout import knockout_effects
 from lmms_textdom.analysis.layers import format_layers, parse_layers
-from lmms_textdom.analysis.session import analysis_session
 from lmms_textdom.core.compiled import compiled_decoding
+from lmms_textdom.models.analysis_session import analysis_session
 from lmms_textdom.models.args import ATTENTION_MAPS, KEY_STATS, KEY_STATS_POSITIONS, KNOCKOUT_LAYERS, KNOCKOUT_SCORE, Arg, parse_model_args
 from lmms_textdom.models.checkpoint import check_reachable
 from lmms_textdom.models.failures import RECORD, STOP, Responding, free_memory, per_sample
