@@ -104,14 +104,19 @@ def frame_sampling_arg(native: str, meaning: str) -> Arg:
     return Arg("frame_sampling", native, f"which frames a video gives: {native} = {meaning}; vlmevalkit_images = VLMEvalKit's frames-as-images rule", choices=(native, "vlmevalkit_images"))
 
 
-def _layer_syntax_ok(text: str) -> bool:
-    from lmms_textdom.analysis.layers import check_layer_syntax
-
+def passes(check: Callable[[Any], Any], value: Any) -> bool:
+    """Whether ``check(value)`` accepts the value (raises no ValueError): an ``Arg.check`` from a parser."""
     try:
-        check_layer_syntax(text)
+        check(value)
     except ValueError:
         return False
     return True
+
+
+def _layer_syntax_ok(text: str) -> bool:
+    from lmms_textdom.analysis.layers import check_layer_syntax
+
+    return passes(check_layer_syntax, text)
 
 
 # Shared by every family (lmms_textdom.analysis): layer knock-outs and the key-space sample.

@@ -8,21 +8,13 @@ from __future__ import annotations
 
 from lmms_textdom.analysis.layers import LAYER_SYNTAX, check_layer_syntax
 from lmms_textdom.mitigations.settings import BOOST_MODES, DIFFUSION_STEPS, PAI, parse_shift
-from lmms_textdom.models.args import Arg
-
-
-def _passes(check, value) -> bool:
-    try:
-        check(value)
-    except ValueError:
-        return False
-    return True
+from lmms_textdom.models.args import Arg, passes
 
 
 def _layers_arg(name: str, default_text: str) -> Arg:
     return Arg(
         name, None, f"layers it acts on; default {default_text}",
-        check=lambda text: str(text).strip().lower() == "default" or _passes(check_layer_syntax, text), requirement=LAYER_SYNTAX,
+        check=lambda text: str(text).strip().lower() == "default" or passes(check_layer_syntax, text), requirement=LAYER_SYNTAX,
     )  # fmt: skip
 
 
@@ -36,7 +28,7 @@ SWITCH_MODEL_ARGS = (
     _layers_arg("attn_boost_layers", "2 to the last layer (PAI's 2-31 of 32)"),
     Arg(
         "attn_shift", "1:1", "ENH:SUP: non-text scores x ENH, system-prompt scores x SUP, rows after the non-text span "
-        "(VAF/ClearSight); 1:1 = off", check=lambda text: _passes(parse_shift, text),
+        "(VAF/ClearSight); 1:1 = off", check=lambda text: passes(parse_shift, text),
         requirement="ENH:SUP, two numbers > 0 joined by ':' (e.g. 1.15:0.95)",
     ),  # fmt: skip
     _layers_arg("attn_shift_layers", "the middle layers (ClearSight's 9-14 of 32, scaled to the depth)"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from lmms_textdom.core.segments import SegmentRows, split_rows
-from lmms_textdom.models.args import Arg
+from lmms_textdom.models.args import Arg, passes
 
 AUTO, NONE = "auto", "none"
 #: marker pairs of known thinking checkpoints, looked for in a checkpoint's tokenizer and chat template
@@ -37,19 +37,12 @@ def parse_markers(text: str) -> str | tuple[str, str] | None:
     return start.strip(), end.strip()
 
 
-def _markers_ok(text: str) -> bool:
-    try:
-        parse_markers(text)
-    except ValueError:
-        return False
-    return True
-
 
 THINK_MARKERS = Arg(
     "think_markers", AUTO,
     "split a thinking model's answer into thinking and answer segments at these markers: auto = the checkpoint's "
     "(tokenizer, chat template, else the family's), START:END = these (e.g. <think>:</think>), none = no split",
-    check=_markers_ok, requirement="auto, none or START:END (two different non-empty markers, no ':' inside)",
+    check=lambda text: passes(parse_markers, text), requirement="auto, none or START:END (two different non-empty markers, no ':' inside)",
 )  # fmt: skip
 
 
